@@ -1,0 +1,69 @@
+"""Core subcommands: ``validate`` and ``train-lm``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="check the config and every input it names")
+    p.add_argument("--config", required=True, help="YAML config (e.g. config/config.yaml)")
+    p.set_defaults(func=_validate)
+
+    p = sub.add_parser("train-lm", help="train the default DNA language model on the bundled yeast genome")
+    p.add_argument("--fasta", default=None, help="training FASTA (default: bundled yeast genome)")
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--holdout-chrom", default="chrXVI")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--max-minutes", type=float, default=85.0)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--hidden-size", type=int, default=192)
+    p.add_argument("--layers", type=int, default=8)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_train_lm)
+
+    p = sub.add_parser("evaluate-lm", help="held-out masked-base accuracy and bits/base vs the k-mer baseline")
+    p.add_argument("--model", required=True)
+    p.add_argument("--fasta", default=None)
+    p.add_argument("--holdout-chrom", default="chrXVI")
+    p.add_argument("--start", type=int, default=0)
+    p.add_argument("--end", type=int, default=204_800)
+    p.add_argument("--output", default=None)
+    p.set_defaults(func=_evaluate_lm)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from genosae.validate import validate_inputs
+
+    summary = validate_inputs(args.config)
+    print(summary)
+    return 0
+
+
+def _default_fasta(fasta: str | None) -> str:
+    if fasta:
+        return fasta
+    from genosae.genome.yeast import build_yeast_reference
+
+    return str(build_yeast_reference("resources/yeast").fasta)
+
+
+def _train_lm(args: argparse.Namespace) -> int:
+    from genosae.model.train_lm import main_train
+
+    main_train(dict(fasta=_default_fasta(args.fasta), output_dir=args.output_dir, holdout_chrom=args.holdout_chrom,
+                    steps=args.steps, max_minutes=args.max_minutes, batch_size=args.batch_size,
+                    threads=args.threads, seed=args.seed,
+                    model={"hidden_size": args.hidden_size, "num_hidden_layers": args.layers, "kernel_size": 9}))
+    return 0
+
+
+def _evaluate_lm(args: argparse.Namespace) -> int:
+    from genosae.model.train_lm import evaluate_lm
+
+    res = evaluate_lm(args.model, _default_fasta(args.fasta), holdout_chrom=args.holdout_chrom,
+                      start=args.start, end=args.end, output=args.output)
+    print(json.dumps(res, indent=2))
+    return 0

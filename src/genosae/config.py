@@ -1,0 +1,170 @@
+"""Load and validate the workflow config against ``workflow/schemas/config.schema.yaml``.
+
+Unknown keys, wrong types and missing input files are refused up front; every message names the
+config file and the key's path (``designs.cohort.samples``). Defaults from the schema are filled in.
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator, validators
+
+from genosae.errors import InputError
+
+SCHEMA_NAME = "config.schema.yaml"
+
+
+def schema_path() -> Path:
+    """The config schema: the workflow's copy when run from a checkout, else the packaged one."""
+    repo = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / SCHEMA_NAME
+    if repo.exists():
+        return repo
+    return Path(str(resources.files("genosae") / "data" / SCHEMA_NAME))
+
+
+def load_schema() -> dict:
+    return yaml.safe_load(schema_path().read_text())
+
+
+def _with_defaults(cls):
+    validate_props = cls.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if "default" in sub and prop not in instance:
+                    instance[prop] = copy.deepcopy(sub["default"])
+        yield from validate_props(validator, properties, instance, schema)
+
+    return validators.extend(cls, {"properties": set_defaults})
+
+
+_DefaultFilling = _with_defaults(Draft202012Validator)
+
+
+def key_path(parts) -> str:
+    return ".".join(str(p) for p in parts) or "<top level>"
+
+
+def validate_config(config: dict, *, source: str | Path = "<config>") -> dict:
+    """Validate ``config`` (a dict) and return a copy with defaults filled in."""
+    if not isinstance(config, dict):
+        raise InputError("the config must be a YAML mapping of keys to values", path=source)
+    config = copy.deepcopy(config)
+    # fill defaults inside each design (additionalProperties sub-schemas are not default-filled)
+    schema = load_schema()
+    errors = sorted(_DefaultFilling(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        msg = err.message
+        if err.validator == "additionalProperties":
+            msg = f"unknown key(s): {msg.split('(')[-1].rstrip(')')}; see config/README.md for allowed keys"
+        raise InputError(f"{msg}{more}", path=source, record=f"key '{key_path(err.absolute_path)}'")
+    design_schema = schema["properties"]["designs"]["additionalProperties"]
+    for name, design in config.get("designs", {}).items():
+        errs = list(_DefaultFilling(design_schema).iter_errors(design))
+        if errs:
+            raise InputError(errs[0].message, path=source, record=f"key 'designs.{name}.{key_path(errs[0].absolute_path)}'")
+    return config
+
+
+def check_inputs(config: dict, *, source: str | Path = "<config>", produced_prefixes: tuple[str, ...] = ()) -> None:
+    """Refuse missing input files named by the config (except those a workflow step produces)."""
+    outdir = config.get("outdir", "results")
+    produced = (*produced_prefixes, outdir)
+
+    def need(value: str | None, key: str, what: str) -> None:
+        if value is None:
+            return
+        if any(str(value).startswith(p) for p in produced):
+            return
+        if not Path(value).exists():
+            raise InputError(f"{what} '{value}' does not exist; fix the path or create the file",
+                             path=source, record=f"key '{key}'")
+
+    ref = config["reference"]
+    if ref["source"] == "files":
+        for key in ("fasta", "annotation"):
+            if not ref.get(key):
+                raise InputError("required when reference.source is 'files'", path=source,
+                                 record=f"key 'reference.{key}'")
+            need(ref[key], f"reference.{key}", "file")
+    if config["motifs"]["source"] == "file":
+        if not config["motifs"].get("file"):
+            raise InputError("required when motifs.source is 'file'", path=source, record="key 'motifs.file'")
+        need(config["motifs"]["file"], "motifs.file", "motif file")
+    model_path = config["model"]["path"]
+    looks_local = model_path.startswith((".", "/", "~")) or Path(model_path).exists() or model_path.count("/") != 1
+    if looks_local:
+        need(model_path, "model.path", "model folder")
+    for name, d in config.get("designs", {}).items():
+        for key in ("regions", "gene_set", "sequences", "samples"):
+            if d.get("simulate") and key in ("regions", "samples"):
+                continue
+            need(d.get(key), f"designs.{name}.{key}", "file")
+        for group, fasta in (d.get("fasta_by_group") or {}).items():
+            need(fasta, f"designs.{name}.fasta_by_group.{group}", "FASTA")
+        if d["kind"] == "region" and not (d.get("regions") or d.get("gene_set")):
+            raise InputError("a region design needs 'regions' or 'gene_set'", path=source, record=f"key 'designs.{name}'")
+        if d["kind"] == "cohort" and not (d.get("samples") or d.get("simulate")):
+            raise InputError("a cohort design needs 'samples' or 'simulate'", path=source, record=f"key 'designs.{name}'")
+        if d["kind"] == "sequence" and not (d.get("sequences") or d.get("fasta_by_group")):
+            raise InputError("a sequence design needs 'sequences' or 'fasta_by_group'", path=source,
+                             record=f"key 'designs.{name}'")
+
+
+def load_config(path: str | Path, *, check_files: bool = True) -> dict:
+    """Read, validate and default-fill a YAML config; optionally check that its inputs exist."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("config file not found", path=path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise InputError(f"not valid YAML ({getattr(err, 'problem', err)})", path=path, record=line) from None
+    if raw is None:
+        raise InputError("the config file is empty", path=path)
+    config = validate_config(raw, source=path)
+    if check_files:
+        check_inputs(config, source=path)
+    return config
+
+
+def section(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """A config section with schema defaults filled in (works on partial configs built in notebooks)."""
+    return validate_config({name: config[name]} if name in config else {})[name]
+
+
+def schema_markdown(schema: dict | None = None) -> str:
+    """Render every config key of the schema as a Markdown table (used for config/README.md)."""
+    schema = schema or load_schema()
+    rows: list[str] = []
+
+    def walk(node: dict, prefix: str) -> None:
+        for key, sub in node.get("properties", {}).items():
+            path = f"{prefix}{key}"
+            typ = sub.get("type", "")
+            typ = " or ".join(typ) if isinstance(typ, list) else typ
+            if "enum" in sub:
+                typ += " (" + " \\| ".join(map(str, sub["enum"])) + ")"
+            default = sub.get("default", "")
+            default = "" if isinstance(default, dict) and default == {} and "properties" in sub else default
+            rows.append(f"| `{path}` | {typ} | `{default}` | {sub.get('description', '')} |")
+            if "properties" in sub:
+                walk(sub, f"{path}.")
+            extra = sub.get("additionalProperties")
+            if isinstance(extra, dict) and "properties" in extra:
+                rows.append(f"| `{path}.NAME` | object | | {extra.get('description', sub.get('description', ''))} |")
+                walk(extra, f"{path}.NAME.")
+
+    walk(schema, "")
+    head = "| key | type | default | meaning |\n|---|---|---|---|\n"
+    return head + "\n".join(rows) + "\n"

@@ -1,0 +1,1 @@
+"""Reference genomes, annotations as concepts, TF motifs, designs and windows."""

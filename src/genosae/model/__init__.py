@@ -1,0 +1,1 @@
+"""Genomic language models: load, embed, store activations, train the default model."""

@@ -1,0 +1,213 @@
+"""The project's own small DNA language model: a GPN-style dilated CNN masked LM.
+
+It is a regular ``transformers`` model (``PreTrainedModel`` registered with the Auto classes), so
+``AutoModelForMaskedLM.from_pretrained(folder)`` loads it like any hub model once ``genosae`` is
+imported. Tokenization is single-nucleotide through a ``PreTrainedTokenizerFast`` saved beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForMaskedLM,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+)
+from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput
+
+VOCAB: dict[str, int] = {"[PAD]": 0, "[MASK]": 1, "[UNK]": 2, "A": 3, "C": 4, "G": 5, "T": 6, "N": 7}
+PAD_ID, MASK_ID, UNK_ID = 0, 1, 2
+BASE_IDS = np.array([3, 4, 5, 6])  # A C G T
+
+# byte -> token id lookup (uppercase and lowercase ACGTN; everything else UNK)
+_LOOKUP = np.full(256, UNK_ID, dtype=np.int64)
+for _b, _i in zip(b"ACGTN", (3, 4, 5, 6, 7)):
+    _LOOKUP[_b] = _i
+    _LOOKUP[ord(chr(_b).lower())] = _i
+
+
+def encode_bases(seq: str | bytes | np.ndarray) -> np.ndarray:
+    """Vectorised DNA string -> token ids (same ids as the saved tokenizer)."""
+    if isinstance(seq, str):
+        seq = seq.encode("ascii", errors="replace")
+    arr = np.frombuffer(seq, dtype=np.uint8) if isinstance(seq, bytes) else seq
+    return _LOOKUP[arr]
+
+
+class GenosaeCNNConfig(PretrainedConfig):
+    """Configuration of :class:`GenosaeCNNForMaskedLM`."""
+
+    model_type = "genosae-cnn"
+
+    def __init__(
+        self,
+        vocab_size: int = len(VOCAB),
+        hidden_size: int = 192,
+        num_hidden_layers: int = 8,
+        kernel_size: int = 9,
+        dilations: list[int] | None = None,
+        intermediate_size: int | None = None,
+        layer_norm_eps: float = 1e-5,
+        pad_token_id: int = PAD_ID,
+        mask_token_id: int = MASK_ID,
+        **kwargs,
+    ) -> None:
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.kernel_size = kernel_size
+        base = [1, 2, 4, 8, 16, 32]
+        self.dilations = list(dilations) if dilations else [base[i % len(base)] for i in range(num_hidden_layers)]
+        self.intermediate_size = intermediate_size or 2 * hidden_size
+        self.layer_norm_eps = layer_norm_eps
+        self.mask_token_id = mask_token_id
+        super().__init__(pad_token_id=pad_token_id, **kwargs)
+
+    @property
+    def receptive_field(self) -> int:
+        return 1 + (self.kernel_size - 1) * sum(self.dilations)
+
+
+class _ConvBlock(nn.Module):
+    """Dilated convolution + feed-forward, each with a residual connection (GPN's ConvLayer)."""
+
+    def __init__(self, cfg: GenosaeCNNConfig, dilation: int) -> None:
+        super().__init__()
+        pad = dilation * (cfg.kernel_size - 1) // 2
+        self.conv = nn.Conv1d(cfg.hidden_size, cfg.hidden_size, cfg.kernel_size, dilation=dilation, padding=pad)
+        self.conv_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.ffn = nn.Sequential(
+            nn.Linear(cfg.hidden_size, cfg.intermediate_size),
+            nn.GELU(),
+            nn.Linear(cfg.intermediate_size, cfg.hidden_size),
+        )
+        self.ffn_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+
+    def forward(self, x_BLD: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x_BLD.transpose(1, 2)).transpose(1, 2)
+        x_BLD = x_BLD + self.conv_norm(nn.functional.gelu(h))
+        return x_BLD + self.ffn_norm(self.ffn(x_BLD))
+
+
+class GenosaeCNNPreTrainedModel(PreTrainedModel):
+    config_class = GenosaeCNNConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = False
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear | nn.Conv1d):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+class GenosaeCNNModel(GenosaeCNNPreTrainedModel):
+    """Embedding + dilated conv blocks. ``hidden_states[i]`` is the output of block ``i`` (0 = embedding)."""
+
+    def __init__(self, config: GenosaeCNNConfig) -> None:
+        super().__init__(config)
+        self.embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.layers = nn.ModuleList(_ConvBlock(config, d) for d in config.dilations)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutput:
+        x = self.embeddings(input_ids)
+        if attention_mask is not None:
+            keep = attention_mask.unsqueeze(-1).to(x.dtype)
+            x = x * keep
+        hidden = [x] if output_hidden_states else None
+        for layer in self.layers:
+            x = layer(x)
+            if attention_mask is not None:
+                x = x * keep
+            if hidden is not None:
+                hidden.append(x)
+        return BaseModelOutput(last_hidden_state=x, hidden_states=tuple(hidden) if hidden else None)
+
+
+class GenosaeCNNForMaskedLM(GenosaeCNNPreTrainedModel):
+    def __init__(self, config: GenosaeCNNConfig) -> None:
+        super().__init__(config)
+        self.model = GenosaeCNNModel(config)
+        self.lm_head = nn.Sequential(
+            nn.Linear(config.hidden_size, config.hidden_size),
+            nn.GELU(),
+            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps),
+            nn.Linear(config.hidden_size, config.vocab_size),
+        )
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> MaskedLMOutput:
+        out = self.model(input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states)
+        logits = self.lm_head(out.last_hidden_state)
+        loss = None
+        if labels is not None:
+            loss = nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+
+
+AutoConfig.register(GenosaeCNNConfig.model_type, GenosaeCNNConfig, exist_ok=True)
+AutoModel.register(GenosaeCNNConfig, GenosaeCNNModel, exist_ok=True)
+AutoModelForMaskedLM.register(GenosaeCNNConfig, GenosaeCNNForMaskedLM, exist_ok=True)
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    """Single-nucleotide tokenizer (uppercases; anything not ACGTN is ``[UNK]``), exact offsets."""
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel(vocab=dict(VOCAB), unk_token="[UNK]"))
+    tok.normalizer = normalizers.Sequence([normalizers.Replace(c, c.upper()) for c in "acgtn"])
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        mask_token="[MASK]",
+        model_max_length=1_000_000,
+    )
+
+
+@dataclass
+class MaskedBatch:
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+
+
+def mask_tokens(ids_BL: torch.Tensor, rate: float, generator: torch.Generator) -> MaskedBatch:
+    """BERT masking on base tokens: of the chosen ``rate``, 80% [MASK], 10% random base, 10% kept."""
+    is_base = (ids_BL >= 3) & (ids_BL <= 6)
+    chosen = (torch.rand(ids_BL.shape, generator=generator) < rate) & is_base
+    labels = torch.where(chosen, ids_BL, torch.full_like(ids_BL, -100))
+    roll = torch.rand(ids_BL.shape, generator=generator)
+    inputs = ids_BL.clone()
+    inputs[chosen & (roll < 0.8)] = MASK_ID
+    rand_sel = chosen & (roll >= 0.8) & (roll < 0.9)
+    inputs[rand_sel] = torch.randint(3, 7, ids_BL.shape, generator=generator)[rand_sel]
+    return MaskedBatch(inputs, labels)

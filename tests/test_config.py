@@ -1,0 +1,71 @@
+"""Config validation: schema defaults, refusals with the key path, and the documented key table."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from genosae.config import load_config, schema_markdown, validate_config
+from genosae.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_demo_config_validates_and_fills_defaults():
+    cfg = load_config(ROOT / "config/config.yaml", check_files=False)
+    assert cfg["sae"]["architecture"] == "batchtopk"
+    assert cfg["designs"]["promoters"]["region_type"] == "promoter"
+    assert cfg["designs"]["cohort"]["simulate"]["motif"] == "REB1"
+    # defaults filled for a key absent from the file
+    assert validate_config({})["model"]["dtype"] == "auto"
+
+
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        ({"sae": {"k": "many"}}, "key 'sae.k'"),
+        ({"sae": {"architecture": "jumbo"}}, "key 'sae.architecture'"),
+        ({"model": {"batch_sise": 4}}, "unknown key(s): 'batch_sise'"),
+        ({"bogus": 1}, "unknown key(s): 'bogus'"),
+        ({"windows": {"size": 4}}, "key 'windows.size'"),
+        ({"designs": {"x": {"kind": "region", "gene_sett": "a"}}}, "designs.x"),
+        ({"designs": {"x": {"kind": "nope"}}}, "designs.x"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path, patch, expected):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(patch))
+    with pytest.raises(InputError) as err:
+        load_config(path, check_files=False)
+    assert expected in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_missing_input_file_is_refused(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"reference": {"source": "files", "fasta": "nope.fa", "annotation": "x.gff3"}}))
+    with pytest.raises(InputError, match=r"key 'reference.fasta'.*nope.fa' does not exist"):
+        load_config(path)
+
+
+def test_files_source_requires_paths(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"reference": {"source": "files"}}))
+    with pytest.raises(InputError, match="required when reference.source is 'files'"):
+        load_config(path)
+
+
+def test_empty_and_invalid_yaml(tmp_path):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(InputError, match="empty"):
+        load_config(empty)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model:\n  path: [unclosed\n")
+    with pytest.raises(InputError, match="not valid YAML"):
+        load_config(broken)
+
+
+def test_config_readme_documents_every_key():
+    readme = (ROOT / "config/README.md").read_text()
+    assert schema_markdown() in readme, "config/README.md is stale: regenerate its key table from the schema"

@@ -1,0 +1,53 @@
+"""The Snakemake workflow: lint, SLURM planning, and a tiny real run that reruns as a no-op."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import yaml
+
+from .conftest import ROOT, run_snakemake, tiny_config
+
+
+def test_lint_is_clean(tmp_path):
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(tiny_config(tmp_path)))
+    proc = run_snakemake(tmp_path, "--lint", check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_slurm_profile_plans_gpu_jobs(tmp_path):
+    cfg = tiny_config(tmp_path)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = run_snakemake(tmp_path, "--profile", str(ROOT / "workflow" / "profiles" / "slurm"), "--dry-run",
+                         "--printshellcmds")
+    out = proc.stdout + proc.stderr
+    assert "embed_part" in out and "train_sae" in out
+    for rule in ("embed_part", "train_sae"):
+        block = out[out.index(f"rule {rule}:"):][:1500]
+        assert re.search(r"gpu=1", block), block
+
+
+def test_bad_config_stops_before_running(tmp_path):
+    cfg = tiny_config(tmp_path)
+    cfg["sae"]["k"] = "lots"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = run_snakemake(tmp_path, "--cores", "1", "--dry-run", check=False)
+    assert proc.returncode != 0
+    assert "sae" in (proc.stdout + proc.stderr)
+
+
+def test_tiny_run_produces_every_output_and_reruns_as_noop(tiny_run):
+    out = tiny_run / "results"
+    for design in ("promoters", "cohort"):
+        bio = pd.read_csv(out / "biomarkers" / design / "biomarkers.csv")
+        assert len(bio) > 0 and {"feature", "p", "q", "auroc"} <= set(bio.columns)
+        assert (out / "biomarkers" / design / "report.html").stat().st_size > 1000
+        assert (out / "biomarkers" / design / "profiles.h5ad").exists()
+    catalog = pd.read_csv(out / "features" / "feature_catalog.csv")
+    assert len(catalog) > 0
+    assert (out / "sae" / "seed0" / "eval_metrics.json").exists()
+    assert any((tiny_run / "logs").rglob("*.log"))
+    assert any((out / "benchmarks").rglob("*.tsv"))
+    again = run_snakemake(tiny_run, "--cores", "1", "--dry-run")
+    assert "Nothing to be done" in again.stdout + again.stderr

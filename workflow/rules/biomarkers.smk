@@ -1,0 +1,51 @@
+rule biomarkers:
+    input:
+        acts=f"{OUT}/features/acts/{{design}}.npz",
+        windows=f"{OUT}/windows/{{design}}.windows.tsv",
+        store=f"{OUT}/embed/{{design}}/store",
+        catalog=rules.features.output.catalog,
+    output:
+        biomarkers=f"{OUT}/biomarkers/{{design}}/biomarkers.csv",
+        loci=f"{OUT}/biomarkers/{{design}}/biomarker_loci.csv",
+        profiles=f"{OUT}/biomarkers/{{design}}/profiles.h5ad",
+    params:
+        cfg=lambda wc: stable_hash([config["designs"][wc.design], config["biomarkers"]]),
+        outdir=lambda wc: f"{OUT}/biomarkers/{wc.design}",
+    log:
+        f"{LOGS}/biomarkers/{{design}}.log",
+    benchmark:
+        f"{BENCH}/biomarkers/{{design}}.tsv"
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        "../envs/genosae.yaml"
+    shell:
+        genosae("biomarkers") + f" --design {{wildcards.design}} --acts {{input.acts}} --windows {{input.windows}}"
+        f" --catalog {{input.catalog}} --store {{input.store}} --reference-dir {REF} --out {{params.outdir}}"
+        " > {log} 2>&1"
+
+
+rule report:
+    input:
+        biomarkers=rules.biomarkers.output.biomarkers,
+        sae_metrics=f"{SAE_MAIN}/eval_metrics.json",
+        catalog=rules.features.output.catalog,
+    output:
+        f"{OUT}/biomarkers/{{design}}/report.html",
+    params:
+        outdir=lambda wc: f"{OUT}/biomarkers/{wc.design}",
+    log:
+        f"{LOGS}/report/{{design}}.log",
+    benchmark:
+        f"{BENCH}/report/{{design}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    conda:
+        "../envs/genosae.yaml"
+    shell:
+        genosae("report") + " --design {wildcards.design} --biomarkers-dir {params.outdir}"
+        f" --sae-metrics {{input.sae_metrics}} --features-dir {OUT}/features --out {{output}} > {{log}} 2>&1"

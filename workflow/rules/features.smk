@@ -1,0 +1,50 @@
+SAE_MAIN = f"{OUT}/sae/seed{MAIN_SEED}"
+
+
+rule features:
+    input:
+        store=STORE,
+        sae=f"{SAE_MAIN}/cfg.json",
+        replicate=[f"{OUT}/sae/seed{s}/cfg.json" for s in SEEDS[1:2]],
+        concepts=rules.prepare_reference.output.concepts,
+        motifs=rules.prepare_reference.output.motifs,
+    output:
+        catalog=f"{OUT}/features/feature_catalog.csv",
+        concepts=f"{OUT}/features/feature_concepts.csv",
+        index=f"{OUT}/features/dashboards/index.html",
+    params:
+        cfg=cfg_hash("features"),
+        replicate=" ".join(f"--sae-replicate {OUT}/sae/seed{s}" for s in SEEDS[1:2]),
+    log:
+        f"{LOGS}/features/features.log",
+    benchmark:
+        f"{BENCH}/features/features.tsv"
+    threads: config["threads"]
+    resources:
+        mem_mb=12000,
+        runtime=60,
+    conda:
+        "../envs/genosae.yaml"
+    shell:
+        genosae("features") + f" --store {{input.store}} --sae {SAE_MAIN} {{params.replicate}}"
+        f" --reference-dir {REF} --out {OUT}/features > {{log}} 2>&1"
+
+
+rule design_feature_acts:
+    input:
+        store=f"{OUT}/embed/{{design}}/store",
+        sae=f"{SAE_MAIN}/cfg.json",
+    output:
+        f"{OUT}/features/acts/{{design}}.npz",
+    log:
+        f"{LOGS}/features/acts.{{design}}.log",
+    benchmark:
+        f"{BENCH}/features/acts.{{design}}.tsv"
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        "../envs/genosae.yaml"
+    shell:
+        f"genosae encode-features --store {{input.store}} --sae {SAE_MAIN} --out {{output}} > {{log}} 2>&1"
