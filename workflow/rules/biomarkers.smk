@@ -8,21 +8,22 @@ rule biomarkers:
         biomarkers=f"{OUT}/biomarkers/{{design}}/biomarkers.csv",
         loci=f"{OUT}/biomarkers/{{design}}/biomarker_loci.csv",
         profiles=f"{OUT}/biomarkers/{{design}}/profiles.h5ad",
-    params:
-        cfg=lambda wc: stable_hash([config["designs"][wc.design], config["biomarkers"]]),
-        outdir=lambda wc: f"{OUT}/biomarkers/{wc.design}",
     log:
         f"{LOGS}/biomarkers/{{design}}.log",
     benchmark:
         f"{BENCH}/biomarkers/{{design}}.tsv"
+    conda:
+        "../envs/genosae.yaml"
     threads: config["threads"]
     resources:
         mem_mb=8000,
         runtime=60,
-    conda:
-        "../envs/genosae.yaml"
+    params:
+        cfg=lambda wc: stable_hash([config["designs"][wc.design], config["biomarkers"]]),
+        outdir=lambda wc: f"{OUT}/biomarkers/{wc.design}",
     shell:
-        genosae("biomarkers") + f" --design {{wildcards.design}} --acts {{input.acts}} --windows {{input.windows}}"
+        genosae("biomarkers")
+        + f" --design {{wildcards.design}} --acts {{input.acts}} --windows {{input.windows}}"
         f" --catalog {{input.catalog}} --store {{input.store}} --reference-dir {REF} --out {{params.outdir}}"
         " > {log} 2>&1"
 
@@ -34,18 +35,19 @@ rule report:
         catalog=rules.features.output.catalog,
     output:
         f"{OUT}/biomarkers/{{design}}/report.html",
-    params:
-        outdir=lambda wc: f"{OUT}/biomarkers/{wc.design}",
     log:
         f"{LOGS}/report/{{design}}.log",
     benchmark:
         f"{BENCH}/report/{{design}}.tsv"
+    conda:
+        "../envs/genosae.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
-    conda:
-        "../envs/genosae.yaml"
+    params:
+        outdir=lambda wc: f"{OUT}/biomarkers/{wc.design}",
     shell:
-        genosae("report") + " --design {wildcards.design} --biomarkers-dir {params.outdir}"
+        genosae("report")
+        + " --design {wildcards.design} --biomarkers-dir {params.outdir}"
         f" --sae-metrics {{input.sae_metrics}} --features-dir {OUT}/features --out {{output}} > {{log}} 2>&1"

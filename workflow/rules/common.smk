@@ -38,6 +38,7 @@ def cfg_hash(*sections):
     """A params value that changes when the named config sections change (Snakemake reruns on it)."""
     return stable_hash([config.get(s) for s in sections])
 
+
 DESIGNS = list(config["designs"])
 SIMULATED = [d for d in DESIGNS if config["designs"][d].get("simulate")]
 N_SHARDS = config["embed"]["n_shards"]
@@ -46,6 +47,7 @@ MAIN_SEED = SEEDS[0]
 # Compute jobs never contact a model hub; fetch models on a login node with `genosae fetch-model`.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
 
 wildcard_constraints:
     design="|".join(DESIGNS) if DESIGNS else "NONE",
@@ -82,5 +84,7 @@ def all_targets():
 onsuccess:
     print("\ngenosae finished. Reports:")
     for design in DESIGNS:
-        print(f"  {OUT}/biomarkers/{design}/report.html  (CSV: {OUT}/biomarkers/{design}/biomarkers.csv)")
+        print(
+            f"  {OUT}/biomarkers/{design}/report.html  (CSV: {OUT}/biomarkers/{design}/biomarkers.csv)"
+        )
     print(f"  feature dashboards: {OUT}/features/dashboards/index.html")

@@ -7,20 +7,20 @@ rule embed_part:
         fasta=rules.prepare_reference.output.fasta,
     output:
         temp(directory(f"{OUT}/embed/{{name}}/part{{part}}")),
-    params:
-        cfg=cfg_hash("model", "embed"),
-        n=N_SHARDS,
     log:
         f"{LOGS}/embed/{{name}}.part{{part}}.log",
     benchmark:
         f"{BENCH}/embed/{{name}}.part{{part}}.tsv"
+    conda:
+        "../envs/genosae.yaml"
     threads: config["threads"]
     resources:
         mem_mb=8000,
         runtime=120,
         gpu=1 if config["model"]["device"].startswith("cuda") else 0,
-    conda:
-        "../envs/genosae.yaml"
+    params:
+        cfg=cfg_hash("model", "embed"),
+        n=N_SHARDS,
     shell:
         genosae("embed") + f" --windows {{input.windows}} --reference-dir {REF}"
         " --out {output} --part {wildcards.part}/{params.n} > {log} 2>&1"
@@ -35,11 +35,11 @@ rule merge_store:
         f"{LOGS}/embed/{{name}}.merge.log",
     benchmark:
         f"{BENCH}/embed/{{name}}.merge.tsv"
+    conda:
+        "../envs/genosae.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/genosae.yaml"
     shell:
         "genosae merge-store --parts {input} --out {output} > {log} 2>&1"

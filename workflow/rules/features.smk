@@ -12,21 +12,22 @@ rule features:
         catalog=f"{OUT}/features/feature_catalog.csv",
         concepts=f"{OUT}/features/feature_concepts.csv",
         index=f"{OUT}/features/dashboards/index.html",
-    params:
-        cfg=cfg_hash("features"),
-        replicate=" ".join(f"--sae-replicate {OUT}/sae/seed{s}" for s in SEEDS[1:2]),
     log:
         f"{LOGS}/features/features.log",
     benchmark:
         f"{BENCH}/features/features.tsv"
+    conda:
+        "../envs/genosae.yaml"
     threads: config["threads"]
     resources:
         mem_mb=12000,
         runtime=60,
-    conda:
-        "../envs/genosae.yaml"
+    params:
+        cfg=cfg_hash("features"),
+        replicate=" ".join(f"--sae-replicate {OUT}/sae/seed{s}" for s in SEEDS[1:2]),
     shell:
-        genosae("features") + f" --store {{input.store}} --sae {SAE_MAIN} {{params.replicate}}"
+        genosae("features")
+        + f" --store {{input.store}} --sae {SAE_MAIN} {{params.replicate}}"
         f" --reference-dir {REF} --out {OUT}/features > {{log}} 2>&1"
 
 
@@ -40,11 +41,11 @@ rule design_feature_acts:
         f"{LOGS}/features/acts.{{design}}.log",
     benchmark:
         f"{BENCH}/features/acts.{{design}}.tsv"
+    conda:
+        "../envs/genosae.yaml"
     threads: config["threads"]
     resources:
         mem_mb=8000,
         runtime=60,
-    conda:
-        "../envs/genosae.yaml"
     shell:
         f"genosae encode-features --store {{input.store}} --sae {SAE_MAIN} --out {{output}} > {{log}} 2>&1"

@@ -6,18 +6,18 @@ rule prepare_reference:
         concepts=f"{REF}/concepts.tsv.gz",
         motifs=f"{REF}/motifs.meme",
         motif_hits=f"{REF}/motif_hits.tsv.gz",
-    params:
-        cfg=cfg_hash("reference", "concepts", "motifs"),
     log:
         f"{LOGS}/prepare_reference.log",
     benchmark:
         f"{BENCH}/prepare_reference.tsv"
+    conda:
+        "../envs/genosae.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/genosae.yaml"
+    params:
+        cfg=cfg_hash("reference", "concepts", "motifs"),
     shell:
         genosae("prepare-reference") + f" --outdir {REF} > {{log}} 2>&1"
 
@@ -27,20 +27,21 @@ rule atlas_windows:
         chrom_sizes=rules.prepare_reference.output.chrom_sizes,
     output:
         f"{OUT}/windows/atlas.windows.tsv",
-    params:
-        cfg=cfg_hash("atlas", "windows"),
     log:
         f"{LOGS}/windows/atlas.log",
     benchmark:
         f"{BENCH}/windows/atlas.tsv"
+    conda:
+        "../envs/genosae.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/genosae.yaml"
+    params:
+        cfg=cfg_hash("atlas", "windows"),
     shell:
-        genosae("windows") + f" --reference-dir {REF} --atlas --out {{output}} > {{log}} 2>&1"
+        genosae("windows")
+        + f" --reference-dir {REF} --atlas --out {{output}} > {{log}} 2>&1"
 
 
 rule simulate_cohort:
@@ -51,18 +52,18 @@ rule simulate_cohort:
         samples=f"{OUT}/simulate/{{design}}/samples.tsv",
         regions=f"{OUT}/simulate/{{design}}/regions.bed",
         truth=f"{OUT}/simulate/{{design}}/truth.tsv",
-    params:
-        cfg=lambda wc: stable_hash(config["designs"][wc.design]),
     log:
         f"{LOGS}/simulate/{{design}}.log",
     benchmark:
         f"{BENCH}/simulate/{{design}}.tsv"
+    conda:
+        "../envs/genosae.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/genosae.yaml"
+    params:
+        cfg=lambda wc: stable_hash(config["designs"][wc.design]),
     shell:
         genosae("simulate") + f" --design {{wildcards.design}} --reference-dir {REF}"
         f" --out {OUT}/simulate/{{wildcards.design}} > {{log}} 2>&1"
@@ -75,17 +76,18 @@ rule design_windows:
         annotation=rules.prepare_reference.output.annotation,
     output:
         f"{OUT}/windows/{{design}}.windows.tsv",
-    params:
-        cfg=lambda wc: stable_hash([config["designs"][wc.design], config["windows"]]),
     log:
         f"{LOGS}/windows/{{design}}.log",
     benchmark:
         f"{BENCH}/windows/{{design}}.tsv"
+    conda:
+        "../envs/genosae.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
-    conda:
-        "../envs/genosae.yaml"
+    params:
+        cfg=lambda wc: stable_hash([config["designs"][wc.design], config["windows"]]),
     shell:
-        genosae("windows") + f" --reference-dir {REF} --design {{wildcards.design}} --out {{output}} > {{log}} 2>&1"
+        genosae("windows")
+        + f" --reference-dir {REF} --design {{wildcards.design}} --out {{output}} > {{log}} 2>&1"

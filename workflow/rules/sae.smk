@@ -7,22 +7,23 @@ rule train_sae:
     output:
         cfg=f"{OUT}/sae/seed{{seed}}/cfg.json",
         weights=f"{OUT}/sae/seed{{seed}}/sae_weights.safetensors",
-    params:
-        cfg=cfg_hash("sae", "atlas"),
-        outdir=lambda wc: f"{OUT}/sae/seed{wc.seed}",
     log:
         f"{LOGS}/sae/train.seed{{seed}}.log",
     benchmark:
         f"{BENCH}/sae/train.seed{{seed}}.tsv"
+    conda:
+        "../envs/genosae.yaml"
     threads: config["threads"]
     resources:
         mem_mb=8000,
         runtime=240,
         gpu=1 if config["model"]["device"].startswith("cuda") else 0,
-    conda:
-        "../envs/genosae.yaml"
+    params:
+        cfg=cfg_hash("sae", "atlas"),
+        outdir=lambda wc: f"{OUT}/sae/seed{wc.seed}",
     shell:
-        genosae("train-sae") + " --store {input} --out {params.outdir} --seed {wildcards.seed} > {log} 2>&1"
+        genosae("train-sae")
+        + " --store {input} --out {params.outdir} --seed {wildcards.seed} > {log} 2>&1"
 
 
 rule evaluate_sae:
@@ -32,20 +33,21 @@ rule evaluate_sae:
         fasta=rules.prepare_reference.output.fasta,
     output:
         f"{OUT}/sae/seed{{seed}}/eval_metrics.json",
-    params:
-        outdir=lambda wc: f"{OUT}/sae/seed{wc.seed}",
     log:
         f"{LOGS}/sae/evaluate.seed{{seed}}.log",
     benchmark:
         f"{BENCH}/sae/evaluate.seed{{seed}}.tsv"
+    conda:
+        "../envs/genosae.yaml"
     threads: config["threads"]
     resources:
         mem_mb=8000,
         runtime=60,
-    conda:
-        "../envs/genosae.yaml"
+    params:
+        outdir=lambda wc: f"{OUT}/sae/seed{wc.seed}",
     shell:
-        genosae("evaluate-sae") + f" --store {{input.store}} --sae {{params.outdir}} --reference-dir {REF}"
+        genosae("evaluate-sae")
+        + f" --store {{input.store}} --sae {{params.outdir}} --reference-dir {REF}"
         " --out {output} > {log} 2>&1"
 
 
@@ -54,17 +56,18 @@ rule sweep_sae:
         STORE,
     output:
         f"{OUT}/sae/sweep/sweep.csv",
-    params:
-        cfg=cfg_hash("sae"),
     log:
         f"{LOGS}/sae/sweep.log",
     benchmark:
         f"{BENCH}/sae/sweep.tsv"
+    conda:
+        "../envs/genosae.yaml"
     threads: config["threads"]
     resources:
         mem_mb=8000,
         runtime=240,
-    conda:
-        "../envs/genosae.yaml"
+    params:
+        cfg=cfg_hash("sae"),
     shell:
-        genosae("sweep-sae") + f" --store {{input}} --out {OUT}/sae/sweep > {{log}} 2>&1"
+        genosae("sweep-sae")
+        + f" --store {{input}} --out {OUT}/sae/sweep > {{log}} 2>&1"
