@@ -24,6 +24,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_train_lm)
 
+    p = sub.add_parser("encode-features", help="SAE feature activations of every token of a store (sparse)")
+    p.add_argument("--store", required=True, help="activation store folder (genosae embed)")
+    p.add_argument("--sae", required=True, help="SAE folder (genosae train-sae)")
+    p.add_argument("--out", required=True, help="output folder (codes.npz, tokens.parquet, meta.json)")
+    p.set_defaults(func=_encode_features)
+
+    p = sub.add_parser("fetch-model", help="download a hub model on a login node (compute nodes run offline)")
+    p.add_argument("model", help="hub id, e.g. InstaDeepAI/nucleotide-transformer-v2-50m-multi-species")
+    p.add_argument("--revision", default=None, help="commit, tag or branch to pin")
+    p.add_argument("--local-dir", default=None, help="copy into this folder (set model.path to it)")
+    p.set_defaults(func=_fetch_model)
+
     p = sub.add_parser("evaluate-lm", help="held-out masked-base accuracy and bits/base vs the k-mer baseline")
     p.add_argument("--model", required=True)
     p.add_argument("--fasta", default=None)
@@ -32,6 +44,24 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--end", type=int, default=204_800)
     p.add_argument("--output", default=None)
     p.set_defaults(func=_evaluate_lm)
+
+
+def _encode_features(args: argparse.Namespace) -> int:
+    from genosae.features.activations import feature_activations
+    from genosae.model.store import ActivationStore
+    from genosae.sae.io import load_sae
+
+    acts = feature_activations(load_sae(args.sae), ActivationStore(args.store))
+    acts.save(args.out)
+    print(f"{acts.n_tokens} tokens x {acts.n_features} features, {acts.codes.nnz} nonzero -> {args.out}")
+    return 0
+
+
+def _fetch_model(args: argparse.Namespace) -> int:
+    from genosae.model.adapter import fetch_model
+
+    print(fetch_model(args.model, revision=args.revision, local_dir=args.local_dir))
+    return 0
 
 
 def _validate(args: argparse.Namespace) -> int:

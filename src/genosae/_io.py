@@ -29,6 +29,7 @@ def atomic_path(target: str | os.PathLike[str], *, is_dir: bool = False) -> Iter
         tmp = Path(name)
     try:
         yield tmp
+        os.chmod(tmp, 0o755 if is_dir else 0o644)  # mkstemp/mkdtemp create owner-only entries
         if is_dir and target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
@@ -49,9 +50,11 @@ def write_json(obj: Any, path: str | os.PathLike[str]) -> None:
 def write_table(df: Any, path: str | os.PathLike[str], **kwargs: Any) -> None:
     """Write a pandas DataFrame as CSV or TSV (by suffix) atomically."""
     path = Path(path)
-    sep = "\t" if path.suffix in {".tsv", ".bed"} else ","
+    suffixes = [s for s in path.suffixes if s not in {".gz", ".bz2", ".xz"}]
+    sep = "\t" if suffixes and suffixes[-1] in {".tsv", ".bed"} else ","
+    compression = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}.get(path.suffix)
     with atomic_path(path) as tmp:
-        df.to_csv(tmp, sep=sep, index=kwargs.pop("index", False), **kwargs)
+        df.to_csv(tmp, sep=sep, index=kwargs.pop("index", False), compression=compression, **kwargs)
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

@@ -51,3 +51,20 @@ def test_tiny_run_produces_every_output_and_reruns_as_noop(tiny_run):
     assert any((out / "benchmarks").rglob("*.tsv"))
     again = run_snakemake(tiny_run, "--cores", "1", "--dry-run")
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_notebook_runs_on_the_tiny_run(tiny_run):
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(ROOT / "notebooks" / "explore_results.ipynb", as_version=4)
+    import os
+
+    os.environ["GENOSAE_RESULTS"] = str(tiny_run / "results")
+    try:
+        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    finally:
+        os.environ.pop("GENOSAE_RESULTS", None)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert any(o.get("output_type") == "display_data" for o in outputs)  # the plots were drawn

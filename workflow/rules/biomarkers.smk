@@ -1,6 +1,6 @@
 rule biomarkers:
     input:
-        acts=f"{OUT}/features/acts/{{design}}.npz",
+        acts=f"{OUT}/features/acts/{{design}}",
         windows=f"{OUT}/windows/{{design}}.windows.tsv",
         store=f"{OUT}/embed/{{design}}/store",
         catalog=rules.features.output.catalog,
@@ -24,7 +24,7 @@ rule biomarkers:
     shell:
         genosae("biomarkers")
         + f" --design {{wildcards.design}} --acts {{input.acts}} --windows {{input.windows}}"
-        f" --catalog {{input.catalog}} --store {{input.store}} --reference-dir {REF} --out {{params.outdir}}"
+        f" --catalog {{input.catalog}} --store {{input.store}} --reference {REF}/genome.fa --out {{params.outdir}}"
         " > {log} 2>&1"
 
 
@@ -50,4 +50,4 @@ rule report:
     shell:
         genosae("report")
         + " --design {wildcards.design} --biomarkers-dir {params.outdir}"
-        f" --sae-metrics {{input.sae_metrics}} --features-dir {OUT}/features --out {{output}} > {{log}} 2>&1"
+        f" --sae-metrics {{input.sae_metrics}} --out {{output}} > {{log}} 2>&1"

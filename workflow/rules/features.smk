@@ -36,7 +36,7 @@ rule design_feature_acts:
         store=f"{OUT}/embed/{{design}}/store",
         sae=f"{SAE_MAIN}/cfg.json",
     output:
-        f"{OUT}/features/acts/{{design}}.npz",
+        directory(f"{OUT}/features/acts/{{design}}"),
     log:
         f"{LOGS}/features/acts.{{design}}.log",
     benchmark:

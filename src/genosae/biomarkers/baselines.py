@@ -1,0 +1,198 @@
+"""Baselines the SAE features must beat: k-mer count profiles and a linear probe on raw embeddings."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from genosae.biomarkers.calibration import ClassifierResult, Penalty, cv_classifier
+from genosae.biomarkers.stats import case_control_masks, rank_features, test_features
+from genosae.errors import InputError
+
+_CODE = np.full(256, -1, dtype=np.int8)
+for _i, _b in enumerate(b"ACGT"):
+    _CODE[_b] = _i
+    _CODE[ord(chr(_b).lower())] = _i
+
+
+def kmer_names(k: int) -> list[str]:
+    """All 4**k k-mers in index order (A=0, C=1, G=2, T=3; first base most significant)."""
+    idx = np.arange(4**k)
+    digits = (idx[:, None] // 4 ** np.arange(k - 1, -1, -1)[None, :]) % 4
+    letters = np.frombuffer(b"ACGT", dtype="S1")[digits]
+    return [b"".join(row).decode() for row in letters]
+
+
+def kmer_counts(sequences: Sequence[str], k: int) -> np.ndarray:
+    """Count every k-mer of each sequence (k-mers with non-ACGT bases are skipped).
+
+    Vectorised: all sequences are concatenated, each position's k-mer index is built with k shifts,
+    and one ``bincount`` over ``sequence * 4**k + kmer`` fills the ``[n_sequences, 4**k]`` table.
+    """
+    if not 1 <= k <= 10:
+        raise InputError(f"k must be in 1..10, got {k}", record="biomarkers.kmer_k")
+    n = len(sequences)
+    if n == 0:
+        return np.zeros((0, 4**k), dtype=np.int64)
+    raw = [str(s).encode() for s in sequences]
+    lens = np.array([len(s) for s in raw], dtype=np.int64)
+    codes = _CODE[np.frombuffer(b"".join(raw), dtype=np.uint8)].astype(np.int64)
+    seq_of = np.repeat(np.arange(n), lens)
+    total = codes.size
+    if total < k:
+        return np.zeros((n, 4**k), dtype=np.int64)
+    m = total - k + 1
+    index = np.zeros(m, dtype=np.int64)
+    bad = np.zeros(m, dtype=bool)
+    for j in range(k):  # loop over k only
+        c = codes[j:j + m]
+        index = index * 4 + np.maximum(c, 0)
+        bad |= c < 0
+    bad |= seq_of[:m] != seq_of[k - 1:k - 1 + m]  # k-mer spans two sequences
+    good = ~bad
+    flat = seq_of[:m][good] * 4**k + index[good]
+    return np.bincount(flat, minlength=n * 4**k).reshape(n, 4**k)
+
+
+def kmer_profiles(
+    sequences: Sequence[str],
+    obs: pd.DataFrame,
+    k: int = 4,
+) -> ad.AnnData:
+    """Units × k-mers AnnData of k-mer frequencies (counts / total), with the given ``obs``.
+
+    ``sequences`` has one sequence per ``obs`` row (a unit's sequence; for samples, their regions'
+    sequences concatenated with ``N`` between them so no k-mer spans two regions).
+    """
+    if len(sequences) != len(obs):
+        raise InputError(f"{len(sequences)} sequences for {len(obs)} units", record="sequences")
+    counts = kmer_counts(sequences, k).astype(np.float32)
+    total = counts.sum(axis=1, keepdims=True)
+    freq = counts / np.maximum(total, 1)
+    var = pd.DataFrame(index=pd.Index(kmer_names(k), name="feature"))
+    return ad.AnnData(X=freq, obs=obs.copy(), var=var, layers={"mean": freq, "counts": counts})
+
+
+def unit_sequences(windows: pd.DataFrame, sequences: Sequence[str], units: pd.Index,
+                   unit: str) -> list[str]:
+    """Join the window sequences of each unit (in ``units`` order), separated by ``N``."""
+    if len(sequences) != len(windows):
+        raise InputError(f"{len(sequences)} sequences for {len(windows)} windows", record="sequences")
+    key = windows[unit].astype(str).to_numpy()
+    frame = pd.DataFrame({"u": key, "s": list(sequences)})
+    joined = frame.groupby("u", sort=False)["s"].agg("N".join)
+    missing = [u for u in units if u not in joined.index]
+    if missing:
+        raise InputError(f"no windows for unit(s) {missing[:3]}", record="windows")
+    return [joined[u] for u in units]
+
+
+def mean_embeddings(store: str | Path, unit: str = "region_id", *, exclude_special: bool = True
+                    ) -> pd.DataFrame:
+    """Mean raw model activation per unit from an activation store folder (shards streamed).
+
+    Reads the store layout of docs/architecture.md directly (``manifest.json``, ``windows.tsv``,
+    ``shard-*.safetensors``) and accumulates per-unit sums with a sparse indicator product.
+    Returns a DataFrame ``units × d_model`` indexed by unit id.
+    """
+    import scipy.sparse as sp
+    from safetensors.numpy import load_file
+
+    store = Path(store)
+    man_path = store / "manifest.json"
+    if not man_path.exists():
+        raise InputError("not an activation store (no manifest.json); pass the folder written by "
+                         "`genosae embed`", path=store)
+    manifest = json.loads(man_path.read_text())
+    windows = pd.read_csv(store / manifest.get("windows_file", "windows.tsv"), sep="\t")
+    if unit not in windows.columns:
+        raise InputError(f"store windows lack column {unit!r}", path=store / "windows.tsv")
+    codes, uniques = pd.factorize(windows[unit].astype(str))
+    d = int(manifest["d_model"])
+    sums = np.zeros((len(uniques), d))
+    counts = np.zeros(len(uniques))
+    for shard in manifest["shards"]:
+        path = store / shard["file"]
+        try:
+            tensors = load_file(str(path))
+            acts = tensors["acts"].astype(np.float32)
+        except (TypeError, ValueError):  # bfloat16 is not a numpy dtype: go through torch
+            from safetensors.torch import load_file as load_torch
+
+            tt = load_torch(str(path))
+            tensors = {k: v.float().numpy() if v.is_floating_point() else v.numpy() for k, v in tt.items()}
+            acts = tensors["acts"]
+        keep = np.ones(len(acts), dtype=bool)
+        if exclude_special and "is_special" in tensors:
+            keep &= ~tensors["is_special"].astype(bool)
+        u = codes[tensors["window_index"].astype(np.int64)[keep]]
+        ind = sp.csr_matrix((np.ones(u.size), (u, np.arange(u.size))), shape=(len(uniques), u.size))
+        sums += ind @ acts[keep].astype(np.float64)
+        counts += np.bincount(u, minlength=len(uniques))
+    return pd.DataFrame(sums / np.maximum(counts, 1)[:, None], index=pd.Index(uniques, name=unit))
+
+
+def kmer_baseline(
+    sequences: Sequence[str],
+    obs: pd.DataFrame,
+    *,
+    k: int = 4,
+    condition: str = "condition",
+    case: str = "case",
+    control: str = "control",
+    covariates: Sequence[str] = (),
+    folds: int = 5,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The same per-feature tests and L1 classifier on k-mer frequency profiles of the units.
+
+    Returns ``{"table": ranked stats DataFrame, "classifier": ClassifierResult, "adata": AnnData}``.
+    """
+    kad = kmer_profiles(sequences, obs, k)
+    table = rank_features(test_features(kad, layer="mean", condition=condition, case=case,
+                                        control=control, covariates=covariates))
+    is_case, is_ctrl = case_control_masks(kad.obs, condition, case, control)
+    sel = is_case | is_ctrl
+    clf = cv_classifier(kad.layers["mean"][sel], is_case[sel], folds, penalty="l1",
+                        feature_names=list(kad.var_names), seed=seed)
+    return {"table": table, "classifier": clf, "adata": kad}
+
+
+def linear_probe(
+    embeddings: np.ndarray | pd.DataFrame,
+    y: np.ndarray,
+    *,
+    folds: int = 5,
+    penalty: Penalty = "l2",
+    seed: int = 0,
+) -> ClassifierResult:
+    """Cross-validated logistic probe (L1 or L2) on raw mean embeddings per unit."""
+    names = [str(c) for c in embeddings.columns] if isinstance(embeddings, pd.DataFrame) else None
+    return cv_classifier(np.asarray(embeddings), y, folds, penalty=penalty, feature_names=names,
+                         seed=seed)
+
+
+def compare_methods(results: dict[str, dict[str, Any]], alpha: float = 0.05) -> pd.DataFrame:
+    """One row per method: ``method, n_features, n_significant, best_feature, best_q, best_auroc,
+    cv_auroc`` from each method's ``{"table": ..., "classifier": ...}`` (either may be absent)."""
+    rows = []
+    for method, res in results.items():
+        table, clf = res.get("table"), res.get("classifier")
+        row: dict[str, Any] = {"method": method}
+        if table is not None and len(table):
+            best = rank_features(table).iloc[0]
+            row.update(n_features=len(table), n_significant=int((table["q"] <= alpha).sum()),
+                       best_feature=str(best["feature"]), best_q=float(best["q"]),
+                       best_auroc=float(best["auroc"]))
+        if clf is not None:
+            row.update(cv_auroc=clf.auroc, cv_auroc_oof=clf.auroc_oof, n_selected=len(clf.selected))
+        rows.append(row)
+    cols = ["method", "n_features", "n_significant", "best_feature", "best_q", "best_auroc",
+            "cv_auroc", "cv_auroc_oof", "n_selected"]
+    return pd.DataFrame(rows).reindex(columns=cols)

@@ -1,0 +1,173 @@
+"""One biomarker run: profiles → statistics → calibration → baselines → tables (a results folder)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import pandas as pd
+import scipy.sparse as sp
+
+from genosae._io import write_json, write_table
+from genosae.biomarkers.baselines import (
+    compare_methods,
+    kmer_baseline,
+    linear_probe,
+    unit_sequences,
+)
+from genosae.biomarkers.calibration import PermutationResult, cv_classifier, permutation_null
+from genosae.biomarkers.profiles import (
+    LocusProfiles,
+    locus_profiles,
+    region_profiles,
+    write_profiles,
+)
+from genosae.biomarkers.stats import case_control_masks, test_features
+from genosae.biomarkers.tables import biomarker_loci, biomarker_table
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BiomarkerRun:
+    """Everything one run produces (also written by :func:`write_run`)."""
+
+    adata: ad.AnnData
+    stats: pd.DataFrame
+    biomarkers: pd.DataFrame
+    loci: pd.DataFrame
+    permutation: PermutationResult | None
+    classifier: dict[str, Any]
+    baselines: pd.DataFrame
+    design_summary: dict[str, Any]
+    locus_profiles: LocusProfiles | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_biomarkers(
+    codes: sp.spmatrix,
+    tokens: pd.DataFrame,
+    windows: pd.DataFrame,
+    *,
+    design: dict[str, Any],
+    params: dict[str, Any],
+    feature_names: Sequence[str] | None = None,
+    catalog: pd.DataFrame | None = None,
+    obs: pd.DataFrame | None = None,
+    sequences: Sequence[str] | None = None,
+    embeddings: pd.DataFrame | None = None,
+    config: dict[str, Any] | None = None,
+    seed: int = 0,
+    n_loci: int = 10,
+    n_loci_features: int = 50,
+) -> BiomarkerRun:
+    """Run the whole biomarker step in memory.
+
+    Parameters
+    ----------
+    codes, tokens, windows, feature_names
+        Feature activations (``FeatureActs``) and the windows table they index.
+    design
+        The design's config section (``kind``, ``case_label``, ``control_label``).
+    params
+        The ``biomarkers`` config section (``permutations``, ``alpha``, ``kmer_k``, ``cv_folds``,
+        ``covariates``); covariates absent from the units' ``obs`` are skipped with a warning.
+    obs
+        Per-unit table (cohort: the sample sheet) merged into the profiles' ``obs``.
+    sequences
+        Window sequences (aligned with ``windows``) for composition covariates and the k-mer
+        baseline; default the windows' ``sequence`` column; without them the k-mer baseline is skipped.
+    embeddings
+        Mean raw embeddings per unit (index = unit id) for the linear-probe baseline.
+    """
+    case, control = design.get("case_label", "case"), design.get("control_label", "control")
+    unit = "sample_id" if design.get("kind") == "cohort" else "region_id"
+    if sequences is None and "sequence" in windows.columns:
+        sequences = windows["sequence"].astype(str).tolist()
+    adata = region_profiles(codes, tokens, windows, unit=unit, obs=obs, catalog=catalog,
+                            sequences=sequences if unit == "region_id" else None, config=config,
+                            feature_names=feature_names)
+    covs = [c for c in params.get("covariates", []) if c in adata.obs.columns]
+    skipped = sorted(set(params.get("covariates", [])) - set(covs))
+    if skipped:
+        log.warning("covariates %s are not defined for %s units; skipped", skipped, unit)
+    alpha = float(params.get("alpha", 0.05))
+    stats = test_features(adata, case=case, control=control, covariates=covs)
+    n_perm = int(params.get("permutations", 200))
+    perm = (permutation_null(adata, case=case, control=control, n_permutations=n_perm, alpha=alpha,
+                             seed=seed) if n_perm > 0 else None)
+    is_case, is_ctrl = case_control_masks(adata.obs, "condition", case, control)
+    sel = is_case | is_ctrl
+    folds = int(params.get("cv_folds", 5))
+    clf = cv_classifier(adata.layers["mean"][sel], is_case[sel], folds, penalty="l1",
+                        feature_names=list(adata.var_names), seed=seed)
+    results: dict[str, dict[str, Any]] = {"sae_features": {"table": stats, "classifier": clf}}
+    if sequences is not None:
+        seqs = unit_sequences(windows, sequences, adata.obs_names, unit)
+        kb = kmer_baseline(seqs, adata.obs, k=int(params.get("kmer_k", 4)), case=case,
+                           control=control, covariates=covs, folds=folds, seed=seed)
+        results[f"kmer_k{params.get('kmer_k', 4)}"] = kb
+    if embeddings is not None:
+        emb = embeddings.reindex(adata.obs_names[sel])
+        if emb.isna().any().any():
+            log.warning("embeddings missing for some units; linear probe skipped")
+        else:
+            results["linear_probe_l2"] = {"classifier": linear_probe(emb, is_case[sel], folds=folds,
+                                                                     penalty="l2", seed=seed)}
+            results["linear_probe_l1"] = {"classifier": linear_probe(emb, is_case[sel], folds=folds,
+                                                                     penalty="l1", seed=seed)}
+    baselines = compare_methods(results, alpha)
+    ranked = biomarker_table(stats)
+    top = ranked.head(n_loci_features)
+    lp = None
+    if unit == "sample_id" and "region_id" in windows.columns:
+        lp = locus_profiles(codes, tokens, windows.assign(
+            condition=windows["sample_id"].astype(str).map(adata.obs["condition"].astype(str))
+        ), feature_names=feature_names)
+        names = None
+        if "name" in windows.columns:
+            names = windows.drop_duplicates("region_id").set_index(
+                windows.drop_duplicates("region_id")["region_id"].astype(str))["name"]
+        loci = biomarker_loci(top["feature"], top["direction"], loci=lp, case=case, control=control,
+                              n_loci=n_loci, region_names=names)
+    else:
+        loci = biomarker_loci(top["feature"], top["direction"], adata=adata, case=case,
+                              control=control, n_loci=n_loci)
+    table = biomarker_table(stats, permutation=perm, catalog=catalog, loci=loci)
+    summary = {
+        "design": design.get("name", ""), "kind": design.get("kind"), "unit": unit,
+        "case_label": case, "control_label": control, "n_case": int(is_case.sum()),
+        "n_control": int(is_ctrl.sum()), "n_features": int(adata.n_vars),
+        "covariates_used": covs, "covariates_skipped": skipped, "alpha": alpha,
+        "n_significant": int((stats["q"] <= alpha).sum()),
+        "n_significant_adjusted": int((stats["q_adjusted"] <= alpha).sum()),
+    }
+    adata.uns["genosae"]["design_summary"] = {k: v for k, v in summary.items() if v is not None
+                                              and not isinstance(v, list)}
+    return BiomarkerRun(adata=adata, stats=stats, biomarkers=table, loci=loci, permutation=perm,
+                        classifier=clf.to_dict(), baselines=baselines, design_summary=summary,
+                        locus_profiles=lp)
+
+
+def write_run(run: BiomarkerRun, out_dir: str | Path) -> dict[str, Path]:
+    """Write a run's files into ``out_dir`` (see docs/biomarkers.md for each file)."""
+    out = Path(out_dir)
+    paths = {
+        "profiles": out / "profiles.h5ad", "biomarkers": out / "biomarkers.csv",
+        "loci": out / "biomarker_loci.csv", "stats": out / "feature_stats.csv",
+        "baselines": out / "baselines.csv", "calibration": out / "calibration.json",
+        "classifier": out / "classifier.json", "summary": out / "design_summary.json",
+    }
+    write_profiles(run.adata, paths["profiles"])
+    write_table(run.biomarkers, paths["biomarkers"])
+    write_table(run.loci, paths["loci"])
+    write_table(run.stats, paths["stats"])
+    write_table(run.baselines, paths["baselines"])
+    write_json(run.permutation.summary() if run.permutation else {}, paths["calibration"])
+    write_json(run.classifier, paths["classifier"])
+    write_json(run.design_summary, paths["summary"])
+    return paths

@@ -1,0 +1,184 @@
+"""Case/control statistics per feature, vectorised over features."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+from scipy import stats as sst
+
+from genosae.errors import InputError
+
+log = logging.getLogger(__name__)
+
+STAT_COLUMNS = (
+    "feature", "mean_case", "mean_control", "mean_diff", "log2fc", "cliffs_delta", "auroc",
+    "u_stat", "p", "q", "welch_p", "welch_q", "coef_adjusted", "p_adjusted", "q_adjusted",
+    "n_case", "n_control", "direction",
+)
+
+
+def bh(p: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Benjamini-Hochberg q-values; NaN p-values are treated as 1."""
+    p = np.where(np.isnan(p), 1.0, np.asarray(p, dtype=np.float64))
+    if p.size == 0:
+        return p
+    return sst.false_discovery_control(p, axis=axis, method="bh")
+
+
+def layer_matrix(adata: ad.AnnData, layer: str | None) -> np.ndarray:
+    """Dense float64 copy of ``adata.layers[layer]`` (``X`` when ``layer`` is None)."""
+    if layer is not None and layer not in adata.layers:
+        raise InputError(f"profiles have no layer {layer!r}; choose one of {list(adata.layers)}",
+                         record="layer")
+    x = adata.X if layer is None else adata.layers[layer]
+    x = x.toarray() if hasattr(x, "toarray") else np.asarray(x)
+    return np.asarray(x, dtype=np.float64)
+
+
+def case_control_masks(obs: pd.DataFrame, condition: str, case: str, control: str
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks of case and control units; refuses groups smaller than two."""
+    if condition not in obs.columns:
+        raise InputError(f"profiles obs has no column {condition!r}; it must hold the case/control "
+                         "labels", record="condition")
+    labels = obs[condition].astype(str).to_numpy()
+    is_case, is_ctrl = labels == str(case), labels == str(control)
+    for name, mask in ((case, is_case), (control, is_ctrl)):
+        if mask.sum() < 2:
+            raise InputError(f"group {name!r} has {int(mask.sum())} units (need ≥ 2); labels "
+                             f"present: {sorted(set(labels))}", record=f"obs.{condition}")
+    return is_case, is_ctrl
+
+
+def _ols_condition(y: np.ndarray, is_case: np.ndarray, cov: pd.DataFrame
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Coefficient and two-sided p of the case indicator in y ~ 1 + case + covariates (all columns)."""
+    design = np.column_stack([np.ones(len(y)), is_case.astype(float), cov.to_numpy(dtype=float)])
+    rank = np.linalg.matrix_rank(design)
+    if rank < design.shape[1]:
+        raise InputError(f"covariates {list(cov.columns)} are collinear with the condition or each "
+                         "other; drop one", record="biomarkers.covariates")
+    dof = len(y) - design.shape[1]
+    if dof < 1:
+        raise InputError(f"{len(y)} units cannot fit {design.shape[1]} coefficients; use fewer "
+                         "covariates", record="biomarkers.covariates")
+    xtx_inv = np.linalg.inv(design.T @ design)
+    beta = xtx_inv @ design.T @ y
+    resid = y - design @ beta
+    sigma2 = (resid**2).sum(axis=0) / dof
+    se = np.sqrt(sigma2 * xtx_inv[1, 1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = beta[1] / se
+    p = 2 * sst.t.sf(np.abs(t), dof)
+    p = np.where(se > 0, p, np.where(beta[1] == 0, 1.0, 0.0))
+    return beta[1], p
+
+
+def covariate_frame(obs: pd.DataFrame, covariates: Sequence[str]) -> pd.DataFrame:
+    """Numeric design columns for ``covariates`` (categoricals one-hot, constant columns dropped)."""
+    missing = [c for c in covariates if c not in obs.columns]
+    if missing:
+        raise InputError(f"covariate(s) {missing} not in profiles obs (have {list(obs.columns)}); "
+                         "remove them from biomarkers.covariates or add them to the sample sheet",
+                         record="biomarkers.covariates")
+    parts = []
+    for col in covariates:
+        s = obs[col]
+        if pd.api.types.is_numeric_dtype(s) and not isinstance(s.dtype, pd.CategoricalDtype):
+            if s.isna().any():
+                raise InputError(f"covariate {col!r} has missing values", record=f"obs.{col}")
+            parts.append(s.astype(float).rename(col))
+        else:
+            parts.append(pd.get_dummies(s.astype(str), prefix=col, drop_first=True, dtype=float))
+    frame = pd.concat(parts, axis=1) if parts else pd.DataFrame(index=obs.index)
+    const = [c for c in frame.columns if frame[c].nunique() <= 1]
+    if const:
+        log.warning("dropping constant covariate(s) %s", const)
+        frame = frame.drop(columns=const)
+    return frame
+
+
+def test_features(
+    adata: ad.AnnData,
+    *,
+    layer: str | None = "mean",
+    condition: str = "condition",
+    case: str = "case",
+    control: str = "control",
+    covariates: Sequence[str] = (),
+    pseudocount: float = 1e-3,
+) -> pd.DataFrame:
+    """Per-feature case vs control tests on unit profiles.
+
+    Parameters
+    ----------
+    adata
+        Profiles (units × features), e.g. from :func:`~genosae.biomarkers.region_profiles`.
+    layer
+        Layer tested (``None`` = ``X``).
+    condition, case, control
+        ``obs`` column and its two labels compared; other units are ignored.
+    covariates
+        ``obs`` columns adjusted for in the OLS model ``feature ~ 1 + case + covariates``.
+    pseudocount
+        Added to both group means before the log2 fold change.
+
+    Returns
+    -------
+    DataFrame, one row per feature (``var`` order), columns :data:`STAT_COLUMNS`: ``p`` two-sided
+    Mann-Whitney U (scipy, default method), ``welch_p`` Welch t-test, ``auroc`` = U/(n_case n_control)
+    (probability a case unit exceeds a control one, ties ½), ``cliffs_delta`` = 2·AUROC − 1,
+    ``coef_adjusted``/``p_adjusted`` the case coefficient of the OLS model (without covariates it is
+    the plain OLS = pooled t-test), ``q*`` Benjamini-Hochberg over features.
+    """
+    x = layer_matrix(adata, layer)
+    is_case, is_ctrl = case_control_masks(adata.obs, condition, case, control)
+    xc, xk = x[is_case], x[is_ctrl]
+    n1, n2 = len(xc), len(xk)
+    mean_c, mean_k = xc.mean(axis=0), xk.mean(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mw = sst.mannwhitneyu(xc, xk, axis=0, alternative="two-sided")
+        welch = sst.ttest_ind(xc, xk, axis=0, equal_var=False)
+    const = (np.ptp(np.vstack([xc, xk]), axis=0) == 0)
+    p = np.where(const | np.isnan(mw.pvalue), 1.0, mw.pvalue)
+    welch_p = np.where(np.isnan(welch.pvalue), np.where(mean_c == mean_k, 1.0, 0.0), welch.pvalue)
+    auroc = np.asarray(mw.statistic, dtype=float) / (n1 * n2)
+    sel = is_case | is_ctrl
+    cov = covariate_frame(adata.obs.loc[sel], covariates)
+    coef, p_adj = _ols_condition(x[sel], is_case[sel], cov)
+    df = pd.DataFrame({
+        "feature": adata.var_names.to_numpy(),
+        "mean_case": mean_c,
+        "mean_control": mean_k,
+        "mean_diff": mean_c - mean_k,
+        "log2fc": np.log2((mean_c + pseudocount) / (mean_k + pseudocount)),
+        "cliffs_delta": 2 * auroc - 1,
+        "auroc": auroc,
+        "u_stat": np.asarray(mw.statistic, dtype=float),
+        "p": p,
+        "q": bh(p),
+        "welch_p": welch_p,
+        "welch_q": bh(welch_p),
+        "coef_adjusted": coef,
+        "p_adjusted": p_adj,
+        "q_adjusted": bh(p_adj),
+        "n_case": n1,
+        "n_control": n2,
+    })
+    df["direction"] = np.where(df["mean_diff"] > 0, "up", np.where(df["mean_diff"] < 0, "down", "none"))
+    df.attrs["covariates_used"] = list(cov.columns)
+    return df[list(STAT_COLUMNS)]
+
+
+def rank_features(table: pd.DataFrame) -> pd.DataFrame:
+    """Sort a statistics table: smallest q, then smallest p, then largest |Cliff's delta|."""
+    key = table.assign(_abs=-table["cliffs_delta"].abs())
+    order = key.sort_values(["q", "p", "_abs", "feature"], kind="stable").index
+    return table.loc[order].reset_index(drop=True)
+
+
+test_features.__test__ = False  # not a pytest test when imported into a test module

@@ -1,0 +1,75 @@
+"""``genosae features``: align an SAE's features to concepts and motifs, write the catalogue."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from genosae.errors import InputError
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("features", help="align SAE features to genomic concepts/motifs; catalogue + dashboards")
+    p.add_argument("--config", required=True, help="YAML config (its `features` section)")
+    p.add_argument("--store", required=True, help="activation store folder (genosae embed)")
+    p.add_argument("--sae", required=True, help="SAE folder (genosae train-sae)")
+    p.add_argument("--reference-dir", default="results/reference",
+                   help="folder with concepts.tsv.gz, motifs.meme and genome.fa")
+    p.add_argument("--out", default="results/features", help="output folder")
+    p.add_argument("--sae-replicate", default=None, help="second SAE (other seed) for the replicates column")
+    p.add_argument("--seed", type=int, default=None, help="calibration split seed (default: config seed or 0)")
+    p.add_argument("--baseline-tokens", type=int, default=200_000,
+                   help="tokens used for the neuron/random-direction baselines")
+    p.add_argument("--max-tokens", type=int, default=None, help="use only the first N tokens (quick runs)")
+    p.add_argument("--no-logos", action="store_true", help="skip logo PNGs (faster)")
+    p.set_defaults(func=_features)
+
+
+def _need(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise InputError(f"{what} not found; run `genosae prepare-reference` (or pass --reference-dir)", path=path)
+    return path
+
+
+def _features(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from genosae.config import load_config
+    from genosae.features.pipeline import run_features
+    from genosae.genome.motifs import read_motif_file
+    from genosae.genome.reference import Reference
+    from genosae.genome.windows import window_sequences
+    from genosae.model.store import ActivationStore
+    from genosae.sae.io import load_sae
+
+    config = load_config(args.config, check_files=False)
+    fcfg = config.get("features", {})
+    ref_dir = Path(args.reference_dir)
+    concepts_path = _need(ref_dir / "concepts.tsv.gz", "concepts table")
+    concepts = pd.read_csv(concepts_path, sep="\t")
+    missing = {"chrom", "start", "end", "strand", "concept", "name"} - set(concepts.columns)
+    if missing:
+        raise InputError(f"missing column(s) {sorted(missing)}; rebuild with `genosae prepare-reference`",
+                         path=concepts_path, record=1)
+    motif_path = ref_dir / "motifs.meme"
+    motifs = read_motif_file(motif_path) if motif_path.exists() else None
+    reference = Reference.open(_need(ref_dir / "genome.fa", "reference FASTA"))
+    store = ActivationStore(args.store)
+    sae = load_sae(args.sae)
+    replicate = load_sae(args.sae_replicate) if args.sae_replicate else None
+    gene_rows = concepts[concepts["concept"] == "gene"]
+    if gene_rows.empty:
+        gene_rows = concepts[concepts["concept"] == "CDS"]
+    seed = args.seed if args.seed is not None else int(config.get("seed", 0))
+    paths = run_features(
+        store, sae, args.out, concepts=concepts, motifs=motifs,
+        window_sequences=lambda w: window_sequences(w, reference), sae_replicate=replicate,
+        genes=gene_rows[["chrom", "start", "end", "name"]] if len(gene_rows) else None,
+        thresholds=fcfg.get("thresholds", (0.0, 0.15, 0.5, 0.6, 0.8)),
+        min_f1=fcfg.get("min_f1_captured", 0.5), fdr=fcfg.get("fdr", 0.05),
+        top_examples=fcfg.get("top_examples", 10), seed=seed, baseline_tokens=args.baseline_tokens,
+        max_tokens=args.max_tokens, make_logos=not args.no_logos, config=config,
+    )
+    for name, path in paths.items():
+        print(f"{name}\t{path}")
+    return 0

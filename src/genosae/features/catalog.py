@@ -1,0 +1,345 @@
+"""The feature catalogue: one row per feature with its best concept, motif, loci and a short label.
+
+Also the baseline summary (best SAE feature vs best neuron vs best random direction per concept),
+replicate matching between two SAEs, forward/reverse-strand alignment and the AnnData export.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from genosae._io import atomic_path
+from genosae.features.activations import FeatureActs
+from genosae.features.alignment import align_concepts, best_per_concept, best_per_feature
+
+__all__ = [
+    "baseline_summary",
+    "build_catalog",
+    "feature_labels",
+    "match_saes",
+    "strand_alignment",
+    "window_feature_matrix",
+    "write_feature_anndata",
+]
+
+MatchMethod = Literal["hungarian", "max"]
+_MATCH_METHODS: tuple[str, ...] = ("hungarian", "max")
+
+
+def _quantiles(codes: sp.csr_matrix, qs: Sequence[float]) -> np.ndarray:
+    """Quantiles of each feature's nonzero activations ``[F, len(qs)]`` (NaN for silent features)."""
+    csc = codes.tocsc()
+    csc.sort_indices()
+    out = np.full((csc.shape[1], len(qs)), np.nan)
+    for f in range(csc.shape[1]):  # per feature
+        d = csc.data[csc.indptr[f]:csc.indptr[f + 1]]
+        if d.size:
+            out[f] = np.quantile(d, qs)
+    return out
+
+
+def _top_loci(acts: FeatureActs, n: int, genes: pd.DataFrame | None) -> pd.Series:
+    """``chrom:start-end`` of each feature's top ``n`` tokens (one per window), with nearest gene."""
+    from genosae.features.motifs import top_sites
+
+    sites = top_sites(acts, n_top=n)
+    if sites.empty:
+        return pd.Series("", index=acts.feature_names)
+    locus = (sites["chrom"].astype(str) + ":" + sites["bp_start"].astype(str) + "-"
+             + sites["bp_end"].astype(str))
+    if genes is not None and len(genes):
+        import bioframe
+
+        q = pd.DataFrame({"chrom": sites["chrom"].astype(str), "start": sites["bp_start"].astype(np.int64),
+                          "end": sites["bp_end"].astype(np.int64), "_i": np.arange(len(sites))})
+        g = genes[["chrom", "start", "end", "name"]].copy()
+        near = bioframe.closest(q, g, suffixes=("", "_g"))
+        near = near.dropna(subset=["name_g"]).drop_duplicates("_i").set_index("_i")
+        gene = pd.Series("", index=np.arange(len(sites)), dtype=object)
+        gene.loc[near.index] = " (" + near["name_g"].astype(str) + ")"
+        locus = locus + gene.to_numpy()
+    sites = sites.assign(locus=locus.to_numpy())
+    joined = sites.groupby("feature", sort=True)["locus"].agg("; ".join)
+    names = np.asarray(acts.feature_names, dtype=object)
+    return pd.Series(joined.to_numpy(), index=names[joined.index.to_numpy()]).reindex(acts.feature_names,
+                                                                                      fill_value="")
+
+
+def feature_labels(catalog: pd.DataFrame, *, fdr: float = 0.05, gc_corr: float = 0.5) -> pd.Series:
+    """Short labels: ``"tRNA (F1 0.82)"``, ``"motif REB1 (q 1e-04)"``, ``"GC-rich (composition)"``, ``"unassigned"``."""
+    labels = pd.Series("unassigned", index=catalog.index, dtype=object)
+    if "gc_corr" in catalog:
+        gc = catalog["gc_corr"].abs() >= gc_corr
+        rich = np.where(catalog["gc_corr"] > 0, "GC-rich (composition)", "AT-rich (composition)")
+        labels[gc] = rich[gc.to_numpy()]
+    if "motif_q" in catalog:
+        mot = catalog["motif_q"] <= fdr
+        labels[mot] = ["motif " + str(n) + f" (q {q:.0e})"
+                       for n, q in zip(catalog.loc[mot, "best_motif"], catalog.loc[mot, "motif_q"], strict=True)]
+    cap = catalog["captured"].fillna(False).astype(bool)
+    labels[cap] = [f"{c} (F1 {f:.2f})" for c, f in zip(catalog.loc[cap, "best_concept"], catalog.loc[cap, "f1"],
+                                                          strict=True)]
+    return labels
+
+
+def build_catalog(
+    acts: FeatureActs,
+    alignment: pd.DataFrame,
+    *,
+    motif_matches: pd.DataFrame | None = None,
+    codon: pd.DataFrame | None = None,
+    gc_content: np.ndarray | None = None,
+    genes: pd.DataFrame | None = None,
+    replicates: pd.DataFrame | None = None,
+    strand: pd.DataFrame | None = None,
+    n_loci: int = 3,
+    fdr: float = 0.05,
+    quantiles: Sequence[float] = (0.5, 0.9, 0.99),
+) -> pd.DataFrame:
+    """One row per feature.
+
+    Parameters
+    ----------
+    acts
+        The SAE's :class:`FeatureActs`.
+    alignment
+        :func:`~genosae.features.alignment.align_concepts` output for ``acts``.
+    motif_matches
+        :func:`~genosae.features.motifs.match_motifs` output (``feature`` = name).
+    codon
+        :func:`~genosae.features.motifs.codon_preference` output (indexed by feature name).
+    gc_content
+        GC fraction per token (e.g. of a small window around it); gives ``gc_corr`` (Pearson r of
+        activation with GC) used for the composition label.
+    genes
+        ``chrom, start, end, name`` for the nearest gene of each top locus.
+    replicates, strand
+        :func:`match_saes` and :func:`strand_alignment` outputs, joined by feature.
+
+    Returns
+    -------
+    DataFrame indexed by ``feature`` with ``index, frequency, n_active, max_activation, q50, q90, q99,
+    best_concept, f1, precision, recall, mcc, trivial_f1, domain_recall, q, captured, n_captured``,
+    the motif columns, ``top_loci``, optional codon/replicate/strand columns and ``label``.
+    """
+    codes = acts.codes.tocsr()
+    n_active = np.diff(codes.tocsc().indptr)
+    max_act = np.asarray(codes.max(axis=0).toarray()).ravel() if codes.nnz else np.zeros(acts.n_features)
+    cat = pd.DataFrame({
+        "index": np.arange(acts.n_features),
+        "frequency": n_active / max(acts.n_tokens, 1),
+        "n_active": n_active,
+        "max_activation": max_act,
+    }, index=pd.Index(acts.feature_names, name="feature"))
+    qv = _quantiles(codes, quantiles)
+    for j, q in enumerate(quantiles):
+        cat[f"q{round(q * 100):d}"] = qv[:, j]
+    best = best_per_feature(alignment, fdr=fdr)
+    cols = ["concept", "threshold", "f1", "precision", "recall", "mcc", "trivial_f1", "domain_recall", "q",
+            "captured"]
+    cat = cat.join(best[cols].rename(columns={"concept": "best_concept"}))
+    cat["captured"] = cat["captured"].fillna(False).astype(bool)
+    cat["n_captured"] = alignment.groupby("feature")["captured"].sum().reindex(cat.index, fill_value=0)
+    if motif_matches is not None and len(motif_matches):
+        cat = cat.join(motif_matches.set_index("feature").drop(columns=["pwm_width"], errors="ignore"))
+        cat = cat.rename(columns={"motif_name": "best_motif"})
+    else:
+        cat["best_motif"], cat["motif_q"] = None, np.nan
+    if gc_content is not None:
+        cat["gc_corr"] = _column_corr(codes, np.asarray(gc_content, dtype=np.float64))
+    cat["top_loci"] = _top_loci(acts, n_loci, genes)
+    for extra in (codon, replicates, strand):
+        if extra is not None and len(extra):
+            cat = cat.join(extra)
+    cat["label"] = feature_labels(cat, fdr=fdr)
+    return cat
+
+
+def _column_corr(codes: sp.csr_matrix, y: np.ndarray) -> np.ndarray:
+    """Pearson r of each sparse column with ``y`` (no densifying)."""
+    n = codes.shape[0]
+    y = y - y.mean()
+    sx = np.asarray(codes.sum(0)).ravel()
+    sxx = np.asarray(codes.multiply(codes).sum(0)).ravel()
+    sxy = codes.T @ y
+    var_x = sxx - sx**2 / n
+    denom = np.sqrt(np.maximum(var_x, 0) * (y @ y))
+    return np.divide(sxy, denom, out=np.zeros_like(sxy), where=denom > 0)
+
+
+def baseline_summary(alignments: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per concept, the best held-out F1 of each feature set (``{"sae": ..., "neuron": ..., "random": ...}``).
+
+    Returns
+    -------
+    DataFrame indexed by concept with ``best_{set}_f1``, ``best_{set}_feature`` for each set and
+    ``prevalence`` / ``trivial_f1`` (from the first set).
+    """
+    out = None
+    for name, a in alignments.items():
+        b = best_per_concept(a)
+        part = b[["f1", "feature"]].rename(columns={"f1": f"best_{name}_f1", "feature": f"best_{name}_feature"})
+        if out is None:
+            out = b[["prevalence", "trivial_f1"]].join(part)
+        else:
+            out = out.join(part, how="outer")
+    return out if out is not None else pd.DataFrame()
+
+
+def _decoder(sae: Any) -> np.ndarray:
+    w = sae.W_dec if hasattr(sae, "W_dec") else sae
+    if hasattr(w, "detach"):
+        w = w.detach().float().cpu().numpy()
+    w = np.asarray(w, dtype=np.float64)
+    return w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
+
+
+def match_saes(
+    sae_a: Any,
+    sae_b: Any,
+    *,
+    method: MatchMethod = "hungarian",
+    best_concept_a: pd.Series | None = None,
+    best_concept_b: pd.Series | None = None,
+    min_cosine: float = 0.7,
+) -> pd.DataFrame:
+    """Match each feature of ``sae_a`` to one of ``sae_b`` by decoder cosine.
+
+    Parameters
+    ----------
+    sae_a, sae_b
+        SAEs with ``W_dec [d_sae, d_in]`` (or the matrices themselves).
+    method
+        ``"hungarian"`` (one-to-one, ``scipy.optimize.linear_sum_assignment``) or ``"max"`` (best
+        cosine, many-to-one).
+    best_concept_a, best_concept_b
+        Captured best concept per feature (index ``f0..``; NaN/None when nothing is captured).
+    min_cosine
+        ``replicates`` needs at least this cosine (and the same captured concept when given).
+
+    Returns
+    -------
+    DataFrame indexed by feature (``f{i}`` of ``sae_a``): ``match`` (``f{j}`` of ``sae_b``),
+    ``match_cosine``, ``match_concept`` and ``replicates``.
+    """
+    if method not in _MATCH_METHODS:
+        msg = f"method must be one of {_MATCH_METHODS}, got {method!r}"
+        raise ValueError(msg)
+    a, b = _decoder(sae_a), _decoder(sae_b)
+    if a.shape[1] != b.shape[1]:
+        msg = f"the SAEs read different widths ({a.shape[1]} vs {b.shape[1]}); match SAEs of one layer"
+        raise ValueError(msg)
+    cos = a @ b.T
+    if method == "hungarian":
+        from scipy.optimize import linear_sum_assignment
+
+        rows, cols = linear_sum_assignment(-cos)
+        match = np.full(len(a), -1)
+        match[rows] = cols
+    else:
+        match = cos.argmax(1)
+    ok = match >= 0
+    mc = np.where(ok, cos[np.arange(len(a)), np.maximum(match, 0)], np.nan)
+    names_a = [f"f{i}" for i in range(len(a))]
+    df = pd.DataFrame({"match": [f"f{j}" if j >= 0 else None for j in match], "match_cosine": mc},
+                      index=pd.Index(names_a, name="feature"))
+    rep = df["match_cosine"].to_numpy() >= min_cosine
+    if best_concept_a is not None and best_concept_b is not None:
+        ca = best_concept_a.reindex(df.index)
+        cb = best_concept_b.reindex(df["match"]).to_numpy()
+        df["match_concept"] = cb
+        rep &= ca.notna().to_numpy() & (ca.to_numpy() == cb)
+    df["replicates"] = rep
+    return df
+
+
+def strand_alignment(
+    codes: sp.csr_matrix,
+    membership: sp.csr_matrix,
+    tokens: pd.DataFrame,
+    calibration_mask: np.ndarray,
+    concept_names: Sequence[str],
+    best_concept: pd.Series,
+    *,
+    feature_names: Sequence[str],
+    thresholds: Sequence[float] = (0.0, 0.15, 0.5, 0.6, 0.8),
+) -> pd.DataFrame:
+    """Held-out F1 of each feature's best concept on ``+`` windows and on ``-`` windows separately.
+
+    Returns an empty frame when the store holds one orientation only.
+
+    Returns
+    -------
+    DataFrame indexed by feature with ``f1_forward`` and ``f1_reverse``.
+    """
+    strand = tokens["strand"].to_numpy() if "strand" in tokens else np.full(len(tokens), "+")
+    if not ((strand == "+").any() and (strand == "-").any()):
+        return pd.DataFrame()
+    out = pd.DataFrame(index=pd.Index(list(feature_names), name="feature"))
+    for s, col in (("+", "f1_forward"), ("-", "f1_reverse")):
+        m = strand == s
+        a = align_concepts(codes[m], membership[m], None, calibration_mask=np.asarray(calibration_mask)[m],
+                           concept_names=concept_names, feature_names=feature_names, thresholds=thresholds)
+        f1 = a.set_index(["feature", "concept"])["f1"]
+        keys = list(zip(out.index, best_concept.reindex(out.index), strict=True))
+        out[col] = [f1.get(k, np.nan) for k in keys]
+    return out
+
+
+def window_feature_matrix(acts: FeatureActs, n_windows: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Max and mean activation of each feature in each window (``[n_windows, n_features]``, sparse)."""
+    coo = acts.codes.tocoo()
+    w = acts.tokens["window_index"].to_numpy(np.int64)[coo.row]
+    n_feat = acts.n_features
+    summed = sp.csr_matrix((coo.data.astype(np.float64), (w, coo.col)), shape=(n_windows, n_feat))
+    n_tok = np.bincount(acts.tokens["window_index"].to_numpy(np.int64), minlength=n_windows).astype(np.float64)
+    mean = sp.diags(np.divide(1.0, n_tok, out=np.zeros_like(n_tok), where=n_tok > 0)) @ summed
+    key = w * n_feat + coo.col
+    order = np.lexsort((coo.data, key))
+    last = np.r_[key[order][1:] != key[order][:-1], True]
+    sel = order[last]
+    mx = sp.csr_matrix((coo.data[sel], (w[sel], coo.col[sel])), shape=(n_windows, n_feat))
+    return mx.astype(np.float32).tocsr(), sp.csr_matrix(mean, dtype=np.float32)
+
+
+def write_feature_anndata(
+    acts: FeatureActs,
+    windows: pd.DataFrame,
+    catalog: pd.DataFrame,
+    path: str | os.PathLike[str],
+    *,
+    uns: dict | None = None,
+) -> Path:
+    """Write ``feature_acts.h5ad``: windows × features.
+
+    Layout: ``X`` = max activation per window (sparse float32), ``layers["max"]`` (same) and
+    ``layers["mean"]`` (mean over the window's tokens); ``obs`` = the windows table (index
+    ``window_id``); ``var`` = the catalogue (index = feature name); ``uns["genosae"]`` = ``uns``.
+    """
+    import anndata as ad
+
+    mx, mean = window_feature_matrix(acts, len(windows))
+    obs = windows.copy()
+    obs.index = pd.Index(obs["window_id"].astype(str).to_numpy(), name="window")
+    obs = obs.drop(columns=[c for c in ("sequence",) if c in obs])
+    for c in obs.columns:
+        if obs[c].dtype == object:
+            obs[c] = obs[c].astype(str)
+    var = catalog.reindex(acts.feature_names).copy()
+    var.index = var.index.astype(str)
+    for c in var.columns:
+        if var[c].dtype == object or var[c].dtype == bool:
+            var[c] = var[c].astype(str)
+    adata = ad.AnnData(X=mx, obs=obs, var=var, layers={"max": mx.copy(), "mean": mean})
+    adata.uns["genosae"] = uns or {}
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        adata.write_h5ad(tmp)
+    return path

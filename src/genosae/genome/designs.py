@@ -1,0 +1,284 @@
+"""Designs: what is compared. Region designs (case/control regions), sequence designs (given
+sequences per group) and cohorts (samples with VCF or FASTA, a condition and covariates)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from genosae.errors import InputError
+from genosae.genome.concepts import _flanks, coding_genes
+from genosae.genome.reference import _ALLOWED, Reference
+
+log = logging.getLogger(__name__)
+RegionType = Literal["promoter", "gene_body"]
+REGION_TYPES: tuple[str, ...] = ("promoter", "gene_body")
+DESIGN_COLUMNS = ["region_id", "chrom", "start", "end", "strand", "group", "gene"]
+_COORD = re.compile(r"^(?P<chrom>[^:\s]+):(?P<start>\d+)-(?P<end>\d+)(?:\((?P<strand>[+-])\))?$")
+
+
+def read_gene_set(path: str | Path) -> list[str]:
+    """Gene names/IDs, one per line (``#`` comments and blank lines ignored; first column used)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("gene set file not found; fix the path", path=path)
+    genes = [line.split()[0] for line in path.read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    if not genes:
+        raise InputError("the gene set is empty; list one gene name or ID per line", path=path)
+    return genes
+
+
+def _match_genes(genes: pd.DataFrame, wanted: Iterable[str]) -> tuple[np.ndarray, list[str]]:
+    wanted = list(dict.fromkeys(str(g) for g in wanted))
+    keys = set(w.upper() for w in wanted)
+    name_u = genes["name"].astype(str).str.upper()
+    id_u = genes["gene_id"].astype(str).str.upper()
+    hit = (name_u.isin(keys) | id_u.isin(keys)).to_numpy()
+    found = set(name_u[hit]) | set(id_u[hit])
+    unknown = [w for w in wanted if w.upper() not in found]
+    return hit, unknown
+
+
+def promoter_regions(annotation: pd.DataFrame, genes: Iterable[str] | None = None, *, upstream: int,
+                     downstream: int, chrom_sizes: Mapping[str, int] | None = None) -> pd.DataFrame:
+    """Strand-aware promoters ``[TSS - upstream, TSS + downstream)`` of coding genes (all, or ``genes``
+    matched by name or systematic ID). Columns ``region_id, chrom, start, end, strand, gene``."""
+    g = coding_genes(annotation)
+    if genes is not None:
+        hit, _ = _match_genes(g, genes)
+        g = g[hit]
+    sizes = dict(chrom_sizes) if chrom_sizes else {c: np.iinfo(np.int64).max // 4 for c in g["chrom"]}
+    lo, hi = _flanks(g, upstream, downstream, sizes)
+    return pd.DataFrame({"region_id": g["gene_id"].to_numpy(), "chrom": g["chrom"].to_numpy(),
+                         "start": lo, "end": hi, "strand": g["strand"].to_numpy(),
+                         "gene": g["name"].to_numpy()}).reset_index(drop=True)
+
+
+def region_design_from_genes(annotation: pd.DataFrame, gene_set: Iterable[str] | str | Path, *,
+                             region_type: RegionType = "promoter", case_label: str = "case",
+                             control_label: str = "control", max_controls: int | None = None,
+                             seed: int = 0, upstream: int = 500, downstream: int = 0,
+                             chrom_sizes: Mapping[str, int] | None = None) -> pd.DataFrame:
+    """Cases = regions of the gene set; controls = the same regions of all other coding genes.
+
+    Returns
+    -------
+    DataFrame :data:`DESIGN_COLUMNS`; ``attrs["unknown_genes"]`` lists gene-set entries that matched
+    nothing (also logged). Raises :class:`InputError` when no gene matches.
+    """
+    if region_type not in REGION_TYPES:
+        raise InputError(f"region_type must be one of {REGION_TYPES}, got {region_type!r}",
+                         record="region_type")
+    source = str(gene_set) if isinstance(gene_set, (str, Path)) else None
+    wanted = read_gene_set(gene_set) if isinstance(gene_set, (str, Path)) else list(gene_set)
+    g = coding_genes(annotation)
+    hit, unknown = _match_genes(g, wanted)
+    if not hit.any():
+        raise InputError(f"none of the {len(wanted)} genes matched the annotation (first: "
+                         f"{', '.join(wanted[:5])}); use gene names or systematic IDs", path=source)
+    if unknown:
+        log.warning("%d gene(s) not in the annotation: %s", len(unknown), ", ".join(unknown[:20]))
+    if region_type == "promoter":
+        sizes = dict(chrom_sizes) if chrom_sizes else {c: np.iinfo(np.int64).max // 4 for c in g["chrom"]}
+        lo, hi = _flanks(g, upstream, downstream, sizes)
+    else:
+        lo, hi = g["start"].to_numpy(), g["end"].to_numpy()
+    regions = pd.DataFrame({"region_id": g["gene_id"].to_numpy(), "chrom": g["chrom"].to_numpy(),
+                            "start": lo, "end": hi, "strand": g["strand"].to_numpy(),
+                            "group": np.where(hit, case_label, control_label),
+                            "gene": g["name"].to_numpy()})
+    regions = regions[regions["end"] > regions["start"]]
+    controls = np.flatnonzero(regions["group"].to_numpy() == control_label)
+    if max_controls is not None and controls.size > max_controls:
+        rng = np.random.default_rng(seed)
+        drop = np.setdiff1d(controls, rng.choice(controls, size=max_controls, replace=False))
+        regions = regions.drop(regions.index[drop])
+    regions = regions.reset_index(drop=True)[DESIGN_COLUMNS]
+    regions.attrs["unknown_genes"] = unknown
+    return regions
+
+
+def _check_groups(groups: pd.Series, path, what: str = "group") -> None:
+    levels = groups.dropna().unique()
+    if len(levels) < 2:
+        raise InputError(f"the '{what}' column has {len(levels)} level(s) ({', '.join(map(str, levels))}); "
+                         "a comparison needs at least two", path=path)
+
+
+def read_region_design(path: str | Path, reference: Reference) -> pd.DataFrame:
+    """Regions with a ``group`` column: a TSV with a header (``chrom start end group`` and optional
+    ``region_id``, ``strand``, ``gene``; a leading ``#`` on the header is allowed), 0-based
+    half-open. Coordinates are checked against ``reference``."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("region table not found; fix the path", path=path)
+    if path.stat().st_size == 0:
+        raise InputError("the region table is empty", path=path)
+    df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    df.columns = [c.lstrip("#").strip() for c in df.columns]
+    needed = {"chrom", "start", "end", "group"}
+    if not needed <= set(df.columns):
+        raise InputError(f"needs a header with columns {sorted(needed)} (found {list(df.columns)})",
+                         path=path, record=1)
+    if df.empty:
+        raise InputError("the region table has a header but no rows", path=path)
+    start = pd.to_numeric(df["start"], errors="coerce")
+    end = pd.to_numeric(df["end"], errors="coerce")
+    lines = np.arange(len(df)) + 2
+    bad = (start.isna() | end.isna()).to_numpy()
+    if bad.any():
+        raise InputError("start/end must be integers", path=path, record=int(lines[bad][0]))
+    start, end = start.to_numpy(np.int64), end.to_numpy(np.int64)
+    bad = (start > end) | (start < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(f"start > end or negative ({start[i]}, {end[i]})", path=path, record=int(lines[i]))
+    unknown = ~df["chrom"].isin(list(reference.aliases)).to_numpy()
+    if unknown.any():
+        i = int(np.flatnonzero(unknown)[0])
+        raise InputError(f"unknown chromosome '{df['chrom'].iat[i]}'; known: "
+                         f"{', '.join(reference.chroms[:30])}", path=path, record=int(lines[i]))
+    chrom = df["chrom"].map(reference.aliases)
+    past = end > chrom.map(reference.chrom_sizes).to_numpy(np.int64)
+    if past.any():
+        i = int(np.flatnonzero(past)[0])
+        raise InputError(f"interval ends at {end[i]}, past the end of {chrom.iat[i]} "
+                         f"({reference.chrom_sizes[chrom.iat[i]]} bp)", path=path, record=int(lines[i]))
+    _check_groups(df["group"], path)
+    out = pd.DataFrame({"region_id": df.get("region_id", chrom + ":" + df["start"] + "-" + df["end"]),
+                        "chrom": chrom, "start": start, "end": end,
+                        "strand": df.get("strand", pd.Series("+", index=df.index)).replace("", "+"),
+                        "group": df["group"], "gene": df.get("gene", pd.Series("", index=df.index))})
+    if out["region_id"].duplicated().any():
+        dup = out["region_id"][out["region_id"].duplicated()].iat[0]
+        raise InputError(f"duplicate region_id '{dup}'", path=path)
+    return out
+
+
+def _read_fasta_records(path: Path) -> list[tuple[str, str, str]]:
+    from genosae.genome.reference import _read_bytes, validate_fasta_bytes
+
+    data = _read_bytes(path)
+    validate_fasta_bytes(data, path)
+    recs = []
+    for block in data.decode().split(">")[1:]:
+        head, _, body = block.partition("\n")
+        parts = head.strip().split(maxsplit=1)
+        recs.append((parts[0], parts[1] if len(parts) > 1 else "", "".join(body.split())))
+    return recs
+
+
+def read_sequence_design(table: str | Path | None = None,
+                         fasta_by_group: Mapping[str, str | Path] | None = None) -> pd.DataFrame:
+    """Sequences with groups: a TSV/CSV (``region_id`` or ``id``, ``sequence``, ``group``), a FASTA
+    whose headers carry ``group=<label>``, and/or one FASTA per group.
+
+    Records named ``chrom:start-end`` keep those coordinates (``chrom``, ``start``, ``end`` columns).
+
+    Returns
+    -------
+    DataFrame ``region_id, group, sequence, chrom, start, end`` (coordinates NA when not given).
+    """
+    rows: list[tuple[str, str, str]] = []
+    source = None
+    if table is not None:
+        source = Path(table)
+        if not source.exists():
+            raise InputError("sequence table not found; fix the path", path=source)
+        head = source.read_text()[:1]
+        if head == ">":
+            for name, desc, seq in _read_fasta_records(source):
+                m = re.search(r"group=(\S+)", desc)
+                if not m:
+                    raise InputError(f"record '{name}' has no 'group=<label>' in its header", path=source)
+                rows.append((name, m.group(1), seq))
+        else:
+            sep = "," if source.suffix == ".csv" else "\t"
+            df = pd.read_csv(source, sep=sep, dtype=str, keep_default_na=False)
+            if "id" in df and "region_id" not in df:
+                df = df.rename(columns={"id": "region_id"})
+            if not {"region_id", "sequence", "group"} <= set(df.columns):
+                raise InputError("needs columns region_id (or id), sequence, group", path=source, record=1)
+            rows += list(df[["region_id", "group", "sequence"]].itertuples(index=False, name=None))
+    for group, fasta in (fasta_by_group or {}).items():
+        source = source or Path(fasta)
+        rows += [(name, str(group), seq) for name, _, seq in _read_fasta_records(Path(fasta))]
+    if not rows:
+        raise InputError("no sequences given; set 'sequences' or 'fasta_by_group'", record="design")
+    out = pd.DataFrame(rows, columns=["region_id", "group", "sequence"])
+    seq_bytes = np.frombuffer("".join(out["sequence"]).encode(), dtype=np.uint8)
+    if (~_ALLOWED[seq_bytes]).any() or (out["sequence"].str.len() == 0).any():
+        bad = out["sequence"].str.contains(r"[^ACGTURYSWKMBDHVNacgturyswkmbdhvn]|^$", regex=True)
+        raise InputError(f"sequence '{out['region_id'][bad].iat[0]}' is empty or has non-IUPAC "
+                         "characters", path=source)
+    if out["region_id"].duplicated().any():
+        raise InputError(f"duplicate sequence id '{out['region_id'][out['region_id'].duplicated()].iat[0]}'",
+                         path=source)
+    _check_groups(out["group"], source)
+    coords = out["region_id"].str.extract(_COORD)
+    out["chrom"] = coords["chrom"]
+    out["start"] = pd.to_numeric(coords["start"]).astype("Int64")
+    out["end"] = pd.to_numeric(coords["end"]).astype("Int64")
+    return out
+
+
+def read_samples(path: str | Path) -> pd.DataFrame:
+    """A cohort sample sheet: TSV with ``sample_id``, ``condition``, ``vcf`` or ``fasta`` and optional
+    covariates. Relative file paths are resolved against the sheet's folder (then the working
+    directory). Refuses duplicated IDs, a single condition level and missing files."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("sample sheet not found; fix the path", path=path)
+    if path.stat().st_size == 0:
+        raise InputError("the sample sheet is empty; it needs a header sample_id, condition, vcf|fasta",
+                         path=path)
+    df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    if not {"sample_id", "condition"} <= set(df.columns) or not ({"vcf", "fasta"} & set(df.columns)):
+        raise InputError(f"needs columns sample_id, condition and vcf or fasta (found {list(df.columns)})",
+                         path=path, record=1)
+    if df.empty:
+        raise InputError("the sample sheet has no samples", path=path)
+    dup = df["sample_id"].duplicated()
+    if dup.any():
+        i = int(np.flatnonzero(dup.to_numpy())[0])
+        raise InputError(f"duplicated sample_id '{df['sample_id'].iat[i]}'; IDs must be unique",
+                         path=path, record=i + 2)
+    _check_groups(df["condition"].replace("", np.nan), path, "condition")
+    for col in ("vcf", "fasta"):
+        if col not in df:
+            continue
+        resolved = []
+        for i, value in enumerate(df[col]):
+            if not value:
+                resolved.append("")
+                continue
+            p = Path(value)
+            cand = p if p.is_absolute() else path.parent / p
+            if not cand.exists() and Path(value).exists():
+                cand = Path(value)
+            if not cand.exists():
+                raise InputError(f"{col} file '{value}' of sample '{df['sample_id'].iat[i]}' does not exist",
+                                 path=path, record=i + 2)
+            resolved.append(str(cand))
+        df[col] = resolved
+    has = np.zeros(len(df), dtype=bool)
+    for col in ("vcf", "fasta"):
+        if col in df:
+            has |= (df[col] != "").to_numpy()
+    if not has.all():
+        i = int(np.flatnonzero(~has)[0])
+        raise InputError(f"sample '{df['sample_id'].iat[i]}' has neither a vcf nor a fasta", path=path,
+                         record=i + 2)
+    for c in df.columns:
+        if c not in {"sample_id", "condition", "vcf", "fasta"}:
+            num = pd.to_numeric(df[c], errors="coerce")
+            if num.notna().all():
+                df[c] = num
+    return df

@@ -1,0 +1,160 @@
+"""Small variants from a VCF (cyvcf2) applied to the reference, per sample and haplotype."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from genosae.errors import InputError
+from genosae.genome.reference import Reference, reverse_complement
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VcfData:
+    """Records and genotypes of one VCF.
+
+    Attributes
+    ----------
+    records
+        ``chrom`` (FASTA name), ``pos`` (0-based), ``ref``, ``alts`` (tuple), ``id``, ``line``.
+    samples
+        Sample names in file order.
+    genotypes
+        ``int16 [n_records, n_samples, 2]`` allele indices (0 = REF, -1 = missing).
+    phased
+        ``bool [n_records, n_samples]``.
+    """
+
+    path: Path
+    records: pd.DataFrame
+    samples: list[str]
+    genotypes: np.ndarray
+    phased: np.ndarray
+
+
+def read_vcf(path: str | Path, reference: Reference) -> VcfData:
+    """Read a VCF/BCF and check every REF allele against ``reference`` (mismatches are refused)."""
+    from cyvcf2 import VCF
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError("VCF file not found; fix the path", path=path)
+    if path.stat().st_size == 0:
+        raise InputError("the VCF file is empty; it needs a '##fileformat=VCF' header", path=path)
+    if path.suffix == ".gz" and path.read_bytes()[:2] != b"\x1f\x8b":
+        raise InputError("named .gz but is not gzip-compressed; compress it with `bgzip`", path=path)
+    try:
+        vcf = VCF(str(path), gts012=False, strict_gt=False)
+    except (OSError, Exception) as err:
+        raise InputError(f"cannot read as VCF ({err}); check the header", path=path) from None
+    samples = list(vcf.samples)
+    rows, gts, phased = [], [], []
+    for i, v in enumerate(vcf, start=1):
+        chrom = reference.aliases.get(v.CHROM)
+        where = f"record {i} ({v.CHROM}:{v.POS})"
+        if chrom is None:
+            raise InputError(f"unknown chromosome '{v.CHROM}'; known: "
+                             f"{', '.join(reference.chroms[:20])}", path=path, record=where)
+        pos = v.POS - 1
+        end = pos + len(v.REF)
+        if end > reference.chrom_sizes[chrom]:
+            raise InputError(f"REF runs past the end of {chrom}", path=path, record=where)
+        ref_seq = reference.fetch(chrom, pos, end).upper()
+        if ref_seq != v.REF.upper():
+            raise InputError(f"REF '{v.REF}' does not match the reference '{ref_seq}'; was the VCF "
+                             "made on another assembly?", path=path, record=where)
+        rows.append((chrom, pos, v.REF.upper(), tuple(a.upper() for a in v.ALT), v.ID or ".", i))
+        if samples:
+            g = np.asarray(v.genotype.array()) if hasattr(v, "genotype") else None
+            gt = np.full((len(samples), 2), -1, dtype=np.int16)
+            if g is not None and g.size:
+                gt[:, : min(2, g.shape[1] - 1)] = g[:, : min(2, g.shape[1] - 1)]
+                ph = g[:, -1].astype(bool)
+            else:
+                ph = np.zeros(len(samples), dtype=bool)
+            gts.append(gt)
+            phased.append(ph)
+    vcf.close()
+    records = pd.DataFrame(rows, columns=["chrom", "pos", "ref", "alts", "id", "line"])
+    n = len(records)
+    genotypes = np.stack(gts) if gts else np.zeros((n, len(samples), 2), dtype=np.int16)
+    phase = np.stack(phased) if phased else np.zeros((n, len(samples)), dtype=bool)
+    return VcfData(path, records, samples, genotypes, phase)
+
+
+def _apply(ref: str, start: int, variants: list[tuple[int, str, str]]) -> str:
+    """Apply non-overlapping ``(pos, ref, alt)`` (sorted) to ``ref`` that begins at ``start``."""
+    out, cur = [], 0
+    for pos, r, a in variants:
+        off = pos - start
+        if off < cur:  # overlaps an applied variant
+            continue
+        out.append(ref[cur:off])
+        out.append(a)
+        cur = off + len(r)
+    out.append(ref[cur:])
+    return "".join(out)
+
+
+def sample_haplotype_sequences(reference: Reference, vcf: VcfData | str | Path, sample: str,
+                               regions: pd.DataFrame) -> pd.DataFrame:
+    """Each region's sequence on both haplotypes of ``sample``.
+
+    Variants wholly inside a region are applied (SNVs, MNVs, small indels; symbolic alleles skipped).
+    Genotypes are used in their GT order; for unphased heterozygous calls that order is arbitrary
+    (a warning says so).
+
+    Returns
+    -------
+    DataFrame ``region_id, chrom, start, end, strand, haplotype, sequence`` (two rows per region,
+    reverse-complemented on ``-``).
+    """
+    data = vcf if isinstance(vcf, VcfData) else read_vcf(vcf, reference)
+    if sample not in data.samples:
+        raise InputError(f"sample '{sample}' is not in the VCF (samples: {', '.join(data.samples[:20])})",
+                         path=data.path)
+    j = data.samples.index(sample)
+    gt = data.genotypes[:, j, :]
+    het_unphased = (gt[:, 0] != gt[:, 1]) & ~data.phased[:, j] & (gt >= 0).all(axis=1)
+    if het_unphased.any():
+        log.warning("%s: sample %s has %d unphased heterozygous calls; haplotypes follow GT order",
+                    data.path, sample, int(het_unphased.sum()))
+    rec = data.records
+    r = regions.reset_index(drop=True)
+    if "region_id" not in r:
+        r = r.assign(region_id=r["chrom"] + ":" + r["start"].astype(str) + "-" + r["end"].astype(str))
+    strand = r["strand"] if "strand" in r else pd.Series("+", index=r.index)
+    out = []
+    by_chrom = {c: np.flatnonzero(rec["chrom"].to_numpy() == c) for c in rec["chrom"].unique()}
+    pos_all = rec["pos"].to_numpy(np.int64)
+    ref_len = rec["ref"].str.len().to_numpy(np.int64) if len(rec) else np.zeros(0, np.int64)
+    for i, (rid, chrom, s, e) in enumerate(r[["region_id", "chrom", "start", "end"]]
+                                           .itertuples(index=False, name=None)):
+        chrom = reference.resolve(chrom)
+        s, e = int(s), int(e)
+        ref = reference.fetch(chrom, s, e)
+        idx = by_chrom.get(chrom, np.zeros(0, np.int64))
+        idx = idx[(pos_all[idx] >= s) & (pos_all[idx] + ref_len[idx] <= e)]
+        idx = idx[np.argsort(pos_all[idx], kind="stable")]
+        for h in (0, 1):
+            var = []
+            for k in idx:
+                allele = int(gt[k, h])
+                if allele <= 0:
+                    continue
+                alt = rec["alts"].iat[k][allele - 1]
+                if not alt or alt.startswith("<") or alt in {"*", "."}:
+                    continue
+                var.append((int(pos_all[k]), rec["ref"].iat[k], alt))
+            seq = _apply(ref, s, var)
+            if strand.iat[i] == "-":
+                seq = reverse_complement(seq)
+            out.append((rid, chrom, s, e, strand.iat[i], h, seq))
+    return pd.DataFrame(out, columns=["region_id", "chrom", "start", "end", "strand", "haplotype",
+                                      "sequence"])

@@ -1,0 +1,157 @@
+"""Windows: fixed-size slices of regions, genome-wide atlas samples and per-sample cohort windows.
+
+Windows table (docs/architecture.md): ``window_id, chrom, start, end, strand, region_id`` plus
+``group``/``sample_id``/``haplotype``/``condition``/``sequence`` when relevant; 0-based half-open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from genosae.errors import InputError
+from genosae.genome.reference import Reference
+
+WINDOW_COLUMNS = ["window_id", "chrom", "start", "end", "strand", "region_id"]
+REFERENCE_SAMPLE = "__reference__"
+
+
+def make_windows(regions: pd.DataFrame, *, size: int, stride: int,
+                 chrom_sizes: Mapping[str, int] | None = None) -> pd.DataFrame:
+    """Tile each region with windows of ``size`` every ``stride`` bp.
+
+    A region longer than ``size`` gets windows at ``start, start + stride, ...`` plus, when the tiling
+    stops short, one final window ending exactly at the region end. A shorter region gets one window
+    centred on it, shifted to stay inside the chromosome when ``chrom_sizes`` is given. Extra columns
+    of ``regions`` (``group``, ``gene``, ...) are carried to each of its windows.
+    """
+    if size < 1 or stride < 1:
+        raise InputError(f"window size and stride must be positive (got {size}, {stride})",
+                         record="windows")
+    r = regions.reset_index(drop=True)
+    if "region_id" not in r:
+        r = r.assign(region_id=r["chrom"].astype(str) + ":" + r["start"].astype(str) + "-" +
+                     r["end"].astype(str))
+    if "strand" not in r:
+        r = r.assign(strand="+")
+    s, e = r["start"].to_numpy(np.int64), r["end"].to_numpy(np.int64)
+    length = e - s
+    n_tiles = np.where(length > size, (length - size) // stride + 1, 1)
+    last_end = s + (n_tiles - 1) * stride + size
+    extra = (length > size) & (last_end < e)
+    counts = n_tiles + extra
+    rep = np.repeat(np.arange(len(r)), counts)
+    k = np.arange(rep.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    starts = s[rep] + k * stride
+    is_extra = extra[rep] & (k == counts[rep] - 1)
+    starts = np.where(is_extra, e[rep] - size, starts)
+    short = length[rep] <= size
+    centred = s[rep] + (length[rep] - size) // 2
+    starts = np.where(short, centred, starts)
+    if chrom_sizes is not None:
+        csize = r["chrom"].map(chrom_sizes).to_numpy()[rep].astype(np.int64)
+        starts = np.clip(starts, 0, np.maximum(csize - size, 0))
+        ends = np.minimum(starts + size, csize)
+    else:
+        starts = np.maximum(starts, 0)
+        ends = starts + size
+    out = r.iloc[rep].reset_index(drop=True).drop(columns=["start", "end"])
+    out["start"], out["end"] = starts, ends
+    out["window_id"] = out["region_id"].astype(str) + ":w" + k.astype(str)
+    rest = [c for c in out.columns if c not in WINDOW_COLUMNS]
+    return out[WINDOW_COLUMNS + rest]
+
+
+def atlas_windows(chrom_sizes: Mapping[str, int], *, n_windows: int, size: int,
+                  exclude_chroms: Sequence[str] = (), seed: int = 0) -> pd.DataFrame:
+    """A random, non-overlapping, genome-wide sample of ``n_windows`` windows, sorted by position.
+
+    Each chromosome is cut into ``size`` slots on a grid with a random offset; slots are drawn
+    uniformly without replacement, so chromosomes are sampled in proportion to their length.
+    """
+    rng = np.random.default_rng(seed)
+    chroms = [c for c in chrom_sizes if c not in set(exclude_chroms)]
+    unknown = set(exclude_chroms) - set(chrom_sizes)
+    if unknown:
+        raise InputError(f"excluded chromosome(s) {sorted(unknown)} not in the reference",
+                         record="atlas.holdout_chroms")
+    offsets = np.array([rng.integers(0, max(1, min(size, chrom_sizes[c] - size + 1))) for c in chroms])
+    n_slots = np.array([max(0, (chrom_sizes[c] - o) // size) for c, o in zip(chroms, offsets)])
+    total = int(n_slots.sum())
+    if n_windows > total:
+        raise InputError(f"asked for {n_windows} windows of {size} bp but the genome holds only {total}",
+                         record="atlas.n_windows")
+    pick = np.sort(rng.choice(total, size=n_windows, replace=False))
+    ci = np.searchsorted(np.cumsum(n_slots), pick, side="right")
+    slot = pick - (np.cumsum(n_slots) - n_slots)[ci]
+    chrom = np.array(chroms, dtype=object)[ci]
+    start = offsets[ci] + slot * size
+    out = pd.DataFrame({"chrom": chrom, "start": start.astype(np.int64),
+                        "end": (start + size).astype(np.int64), "strand": "+", "region_id": "atlas"})
+    out.insert(0, "window_id", "atlas:" + out["chrom"] + ":" + out["start"].astype(str) + "-" +
+               out["end"].astype(str))
+    return out
+
+
+def window_sequences(windows: pd.DataFrame, reference: Reference) -> list[str]:
+    """Sequences of the windows: the ``sequence`` column where set, else the reference slice
+    (reverse-complemented on ``-``)."""
+    has = windows["sequence"].notna().to_numpy() if "sequence" in windows else np.zeros(len(windows), bool)
+    out: list[str] = []
+    for (chrom, s, e, strand), given, seq in zip(
+            windows[["chrom", "start", "end", "strand"]].itertuples(index=False, name=None), has,
+            windows["sequence"] if "sequence" in windows else [None] * len(windows)):
+        if given and isinstance(seq, str) and seq:
+            out.append(seq)
+        else:
+            out.append(reference.fetch(chrom, int(s), int(e), "-" if strand == "-" else "+"))
+    return out
+
+
+def cohort_windows(reference: Reference, samples: pd.DataFrame, regions: pd.DataFrame, size: int,
+                   stride: int) -> pd.DataFrame:
+    """Per-sample windows over ``regions`` plus the reference windows once (``sample_id`` =
+    ``__reference__``, for per-locus deltas).
+
+    ``samples`` comes from :func:`genosae.genome.designs.read_samples`: a ``vcf`` column gives two
+    haplotypes per sample (SNVs and small indels applied); a ``fasta`` column names a per-sample
+    genome in reference coordinates (one haplotype, ``0``).
+    """
+    from genosae.genome.variants import read_vcf, sample_haplotype_sequences
+
+    ref_w = make_windows(regions, size=size, stride=stride, chrom_sizes=reference.chrom_sizes)
+    base = ref_w.copy()
+    base["sample_id"], base["haplotype"], base["condition"] = REFERENCE_SAMPLE, 0, ""
+    base["sequence"] = window_sequences(ref_w, reference)
+    frames = [base]
+    cov_cols = [c for c in samples.columns if c not in {"sample_id", "condition", "vcf", "fasta"}]
+    vcf_cache: dict[str, object] = {}
+    for row in samples.itertuples(index=False):
+        rec = row._asdict()
+        vcf = rec.get("vcf")
+        if isinstance(vcf, str) and vcf:
+            if vcf not in vcf_cache:
+                vcf_cache[vcf] = read_vcf(vcf, reference)
+            hap = sample_haplotype_sequences(reference, vcf_cache[vcf], rec["sample_id"],
+                                             ref_w.rename(columns={"region_id": "_rid"})
+                                             .assign(region_id=ref_w["window_id"]))
+            w = ref_w.set_index("window_id").loc[hap["region_id"]].reset_index()
+            w["haplotype"], w["sequence"] = hap["haplotype"].to_numpy(), hap["sequence"].to_numpy()
+        else:
+            genome = Reference.open(rec["fasta"])
+            missing = set(ref_w["chrom"]) - set(genome.chrom_sizes)
+            if missing:
+                raise InputError(f"sample FASTA lacks chromosome(s) {sorted(missing)} of the regions",
+                                 path=rec["fasta"], record=f"sample {rec['sample_id']}")
+            w = ref_w.copy()
+            w["haplotype"], w["sequence"] = 0, window_sequences(ref_w, genome)
+        w["sample_id"], w["condition"] = rec["sample_id"], rec["condition"]
+        for c in cov_cols:
+            w[c] = rec[c]
+        frames.append(w)
+    out = pd.concat(frames, ignore_index=True)
+    out["window_id"] = (out["window_id"] + "|" + out["sample_id"].astype(str) + "|h" +
+                        out["haplotype"].astype(str))
+    return out

@@ -1,0 +1,90 @@
+"""Model subcommands: ``embed`` (windows -> activation store) and ``merge-store``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from genosae.errors import InputError
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("embed", help="write a window set's hidden states to an activation store")
+    p.add_argument("--config", required=True, help="YAML config (model and embed sections)")
+    p.add_argument("--windows", required=True, help="windows table (*.windows.tsv)")
+    p.add_argument("--reference-dir", required=True, help="prepared reference folder (holds genome.fa)")
+    p.add_argument("--out", required=True, help="activation store folder (resumed if present)")
+    p.add_argument("--part", default=None, help="i/n: write only part i (0-based) of n, for parallel jobs")
+    p.add_argument("--windows-per-shard", type=int, default=64)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_embed)
+
+    p = sub.add_parser("merge-store", help="merge the activation stores of parallel `embed --part` jobs")
+    p.add_argument("--parts", nargs="+", required=True, help="part store folders")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_merge)
+
+
+def parse_part(text: str | None) -> tuple[int, int] | None:
+    """``"1/4"`` -> ``(1, 4)``."""
+    if text is None:
+        return None
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise InputError(f"--part must look like i/n (e.g. 0/2), got {text!r}", record="--part") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise InputError(f"--part {text}: need 0 <= i < n", record="--part")
+    return i, n
+
+
+def _sequence_source(reference_dir: Path, config: dict):
+    fasta = reference_dir / "genome.fa"
+    if not fasta.exists():
+        raise InputError("no genome.fa in the reference folder; run `genosae prepare-reference` first",
+                         path=reference_dir)
+    try:
+        from genosae.genome.reference import Reference
+        from genosae.genome.windows import window_sequences
+    except ImportError:
+        from genosae.model.embed import fasta_sequences
+
+        return fasta_sequences(fasta)
+    ref = Reference.open(fasta, (config.get("reference") or {}).get("chrom_aliases") or {})
+    return lambda win: window_sequences(win, ref)
+
+
+def _embed(args: argparse.Namespace) -> int:
+    from genosae.config import load_config
+    from genosae.model.adapter import load_model
+    from genosae.model.embed import embed_windows
+    from genosae.model.store import read_windows_table
+
+    config = load_config(args.config, check_files=False)
+    m, e = config["model"], config["embed"]
+    if not Path(args.windows).is_file():
+        raise InputError("windows table not found", path=args.windows)
+    windows = read_windows_table(args.windows)
+    adapter = load_model(m["path"], revision=m["revision"], layer=m["layer"], device=m["device"],
+                         dtype=m["dtype"], local_files_only=m["local_files_only"],
+                         trust_remote_code=m["trust_remote_code"], batch_size=m["batch_size"])
+    try:
+        store = embed_windows(adapter, windows, _sequence_source(Path(args.reference_dir), config), args.out,
+                              batch_size=m["batch_size"], windows_per_shard=args.windows_per_shard,
+                              part=parse_part(args.part), storage_dtype=e["storage_dtype"],
+                              progress=not args.no_progress, reverse_complement=m["reverse_complement"])
+    except InputError as err:
+        if err.path is None and str(err.record).startswith(("window", "header")):
+            raise InputError(err.message, path=args.windows, record=err.record) from None
+        raise
+    print(f"{store.path}: {store.n_tokens} tokens x {store.d_model} (layer {store.layer}), "
+          f"{len(store.shards)} shards")
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from genosae.model.store import merge_stores
+
+    store = merge_stores(args.parts, args.out)
+    print(f"{store.path}: {store.n_tokens} tokens from {len(args.parts)} parts")
+    return 0

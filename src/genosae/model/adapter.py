@@ -1,0 +1,539 @@
+"""One interface over any Hugging Face DNA language model: load, tokenize with an exact token→base
+map, read one layer's hidden states, and score the model's own LM loss with that layer edited.
+
+``load_model`` picks the Auto class from the config (masked LM, else causal LM, else bare model),
+never contacts a hub unless ``local_files_only=False``, and resolves ``layer`` to the module whose
+output *is* ``output_hidden_states[layer]`` by probing the model once (so the hook is exact also for
+models whose last hidden state is taken after a final norm). Hidden states are then read with a
+forward hook that stops the forward pass right after that module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+import genosae.model.lm  # noqa: F401  (registers the default model type with the Auto classes)
+from genosae.errors import InputError
+
+log = logging.getLogger(__name__)
+
+Tokenization = Literal["char", "kmer", "bpe"]
+ModelKind = Literal["mlm", "causal", "base"]
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+# byte -> byte: upper-case ACGTN, everything else (IUPAC codes, gaps) -> N
+_NORMALISE = bytes((c if c in b"ACGTN" else (c - 32 if c in b"acgtn" else ord("N"))) for c in range(256))
+_COMPLEMENT = bytes.maketrans(b"ACGTN", b"TGCAN")
+
+
+def normalise_dna(seq: str) -> str:
+    """Upper-case ACGTN; any other character becomes ``N`` (same length, so coordinates hold)."""
+    return seq.encode("latin-1", errors="replace").translate(_NORMALISE).decode("ascii")
+
+
+def reverse_complement(seq: str) -> str:
+    """Reverse complement of a normalised (ACGTN) sequence."""
+    return seq.encode("ascii").translate(_COMPLEMENT)[::-1].decode("ascii")
+
+
+@dataclass
+class TokenizedBatch:
+    """Padded token ids with the exact base span of every token.
+
+    ``bp_start``/``bp_end`` are 0-based half-open positions in the input sequence, ``-1`` for
+    special and padding tokens; ``has_n`` marks tokens covering an ``N``; ``lengths`` are token counts.
+    """
+
+    input_ids: torch.Tensor  # [B, T] int64
+    attention_mask: torch.Tensor  # [B, T] int64
+    bp_start: torch.Tensor  # [B, T] int64
+    bp_end: torch.Tensor  # [B, T] int64
+    is_special: torch.Tensor  # [B, T] bool
+    has_n: torch.Tensor  # [B, T] bool
+    lengths: torch.Tensor  # [B] int64
+
+
+@dataclass
+class TokenSpans:
+    """Per-token base spans of one sequence (numpy ``[T]``); -1 for special tokens."""
+
+    bp_start: np.ndarray
+    bp_end: np.ndarray
+    is_special: np.ndarray
+    has_n: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.bp_start)
+
+
+class _StopForward(Exception):
+    """Raised by the capture hook to end the forward pass once the wanted layer has run."""
+
+
+def _first_tensor(out: Any) -> torch.Tensor | None:
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, tuple | list) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    if hasattr(out, "keys") and hasattr(out, "to_tuple"):  # ModelOutput
+        first = out.to_tuple()[0] if out.to_tuple() else None
+        return first if isinstance(first, torch.Tensor) else None
+    return None
+
+
+def _replace_first(out: Any, new: torch.Tensor) -> Any:
+    if isinstance(out, torch.Tensor):
+        return new
+    if isinstance(out, tuple):
+        return (new, *out[1:])
+    if isinstance(out, list):
+        return [new, *out[1:]]
+    key = next(iter(out.keys()))
+    out[key] = new
+    return out
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} requested but CUDA is not available; use auto or cpu",
+                         record="model.device")
+    return dev
+
+
+def _resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in DTYPES:
+        raise InputError(f"dtype must be auto or one of {sorted(DTYPES)}, got {dtype!r}", record="model.dtype")
+    return DTYPES[dtype]
+
+
+def detect_tokenization(tokenizer: Any) -> tuple[Tokenization, int]:
+    """Classify a DNA tokenizer by its vocabulary: ``("char", 1)``, ``("kmer", k)`` or ``("bpe", 0)``."""
+    special = set(tokenizer.all_special_tokens)
+    toks = [t.removeprefix("##") for t in tokenizer.get_vocab() if t not in special]
+    toks = [t for t in toks if t and not (t.startswith("<") and t.endswith(">")) and not t.startswith("[")]
+    dna = [t for t in toks if set(t.upper()) <= set("ACGTN")]
+    lengths = np.array([len(t) for t in dna])
+    if len(dna) == 0:
+        return "bpe", 0
+    if lengths.max() == 1:
+        return "char", 1
+    k = int(np.bincount(lengths).argmax())
+    if k > 1 and (lengths == k).sum() >= 0.9 * 4**k and np.isin(lengths, [1, k]).all():
+        return "kmer", k
+    return "bpe", 0
+
+
+class ModelAdapter:
+    """A loaded DNA LM with one chosen layer. Build with :func:`load_model`.
+
+    Attributes
+    ----------
+    model, tokenizer
+        The ``transformers`` model (eval mode) and tokenizer.
+    kind
+        ``"mlm"``, ``"causal"`` or ``"base"`` (no LM head: :meth:`lm_loss` unavailable).
+    tokenization, kmer
+        Tokenizer family (``char``/``kmer``/``bpe``) and k for ``kmer``.
+    layer
+        Non-negative hidden-state index (0 = embeddings).
+    n_hidden
+        Number of hidden states the model exposes (layers + 1).
+    d_model
+        Hidden width.
+    hook_module
+        Name of the module whose output equals ``hidden_states[layer]``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Any,
+        *,
+        layer: int = -1,
+        kind: ModelKind = "mlm",
+        batch_size: int = 32,
+        source: dict | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.kind: ModelKind = kind
+        self.batch_size = int(batch_size)
+        self.source = source or {}
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.tokenization, self.kmer = detect_tokenization(tokenizer)
+        self._use_offsets = bool(getattr(tokenizer, "is_fast", False))
+        self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self._token_len = self._token_length_table()
+        self.n_hidden, self.d_model, self.layer, self.hook_module = self._probe_layer(layer)
+        self._module = dict(self.model.named_modules())[self.hook_module]
+
+    # ------------------------------------------------------------------ tokenization
+    def _token_length_table(self) -> np.ndarray:
+        """Bases covered by each vocabulary id (``##``/``Ġ``/``▁`` prefixes removed; unknown = 1)."""
+        vocab = self.tokenizer.get_vocab()
+        table = np.ones(max(max(vocab.values()) + 1, len(self.tokenizer)), dtype=np.int64)
+        for tok, i in vocab.items():
+            table[i] = max(len(tok.removeprefix("##").lstrip("Ġ▁")), 0)
+        return table
+
+    def _spans_one(self, seq: str, ids: np.ndarray, special: np.ndarray,
+                   offsets: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        if offsets is not None:
+            start, end = offsets[:, 0].astype(np.int64), offsets[:, 1].astype(np.int64)
+        else:
+            lens = np.where(special, 0, self._token_len[ids])
+            end = np.cumsum(lens)
+            start = end - lens
+        body = ~special
+        s, e = start[body], end[body]
+        ok = len(s) > 0 and s[0] == 0 and e[-1] == len(seq) and (s[1:] == e[:-1]).all() and (e > s).all()
+        if not ok and len(seq) > 0:
+            msg = (f"tokenizer {type(self.tokenizer).__name__} of {self.source.get('path')} does not map tokens "
+                   f"one-to-one onto bases (sequence of {len(seq)} bp); overlapping k-mer tokenizers "
+                   "(DNABERT-1) are not supported")
+            raise InputError(msg, record="model.path")
+        return np.where(special, -1, start), np.where(special, -1, end)
+
+    def tokenize(self, seqs: Sequence[str]) -> TokenizedBatch:
+        """Tokenize sequences (upper-cased, non-ACGT → N) into a right-padded batch with base spans."""
+        seqs = [normalise_dna(s) for s in seqs]
+        kw: dict[str, Any] = {"add_special_tokens": True, "return_special_tokens_mask": True,
+                              "return_attention_mask": False, "truncation": False}
+        if self._use_offsets:
+            kw["return_offsets_mapping"] = True
+        enc = self.tokenizer(seqs, **kw)
+        rows = []
+        for i, seq in enumerate(seqs):
+            ids = np.asarray(enc["input_ids"][i], dtype=np.int64)
+            special = np.asarray(enc["special_tokens_mask"][i], dtype=bool)
+            offsets = np.asarray(enc["offset_mapping"][i], dtype=np.int64).reshape(-1, 2) if self._use_offsets else None
+            start, end = self._spans_one(seq, ids, special, offsets)
+            n_cum = np.concatenate([[0], np.cumsum(np.frombuffer(seq.encode(), dtype=np.uint8) == ord("N"))])
+            has_n = np.where(special, False, n_cum[np.maximum(end, 0)] - n_cum[np.maximum(start, 0)] > 0)
+            rows.append((ids, special, start, end, has_n))
+        lengths = np.array([len(r[0]) for r in rows], dtype=np.int64)
+        B, T = len(rows), int(lengths.max()) if len(rows) else 0
+        pos = np.arange(T)[None, :] < lengths[:, None]
+        flat = [np.concatenate([r[j] for r in rows]) if rows else np.zeros(0) for j in range(5)]
+
+        def pad(j: int, fill: Any, dtype: Any) -> torch.Tensor:
+            out = np.full((B, T), fill, dtype=dtype)
+            out[pos] = flat[j]
+            return torch.from_numpy(out)
+
+        return TokenizedBatch(
+            input_ids=pad(0, self._pad_id, np.int64),
+            attention_mask=torch.from_numpy(pos.astype(np.int64)),
+            bp_start=pad(2, -1, np.int64),
+            bp_end=pad(3, -1, np.int64),
+            is_special=pad(1, True, bool),
+            has_n=pad(4, False, bool),
+            lengths=torch.from_numpy(lengths),
+        )
+
+    # ------------------------------------------------------------------ layer resolution
+    def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kw: Any) -> Any:
+        return self.model(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device), **kw)
+
+    def _probe_layer(self, layer: int) -> tuple[int, int, int, str]:
+        """Find the module whose output equals ``output_hidden_states[layer]`` on a probe sequence."""
+        rng = np.random.default_rng(0)
+        probe = "".join(rng.choice(list("ACGT"), size=60))
+        batch = self.tokenize([probe])
+        outputs: list[tuple[str, torch.Tensor]] = []
+        calls: dict[str, int] = {}
+
+        def record(name: str) -> Callable:
+            def hook(_m: nn.Module, _args: Any, out: Any) -> None:
+                calls[name] = calls.get(name, 0) + 1
+                t = _first_tensor(out)
+                if t is not None and calls[name] == 1:
+                    outputs.append((name, t.detach()))
+            return hook
+
+        handles = [m.register_forward_hook(record(n)) for n, m in self.model.named_modules() if n]
+        try:
+            with torch.inference_mode():
+                out = self._forward(batch.input_ids, batch.attention_mask, output_hidden_states=True)
+        finally:
+            for h in handles:
+                h.remove()
+        hidden = getattr(out, "hidden_states", None)
+        if not hidden:
+            raise InputError(f"model {self.source.get('path')} does not return hidden states",
+                             record="model.path")
+        n_hidden = len(hidden)
+        resolved = layer + n_hidden if layer < 0 else layer
+        if not 0 <= resolved < n_hidden:
+            raise InputError(f"layer {layer} is out of range: this model has hidden states 0..{n_hidden - 1} "
+                             f"(or -{n_hidden}..-1)", record="model.layer")
+        target = hidden[resolved]
+        tol = 1e-5 if target.dtype == torch.float32 else 1e-2
+        scale = float(target.float().abs().max()) + 1e-6
+
+        def same(t: torch.Tensor) -> bool:
+            return t.shape == target.shape and bool(
+                torch.allclose(t.float(), target.float(), atol=tol * scale, rtol=tol))
+
+        matches = [n for n, t in outputs if calls[n] == 1 and same(t)]
+        if not matches:
+            raise InputError(f"no module of {type(self.model).__name__} outputs hidden state {resolved}; "
+                             "choose another layer", record="model.layer")
+        blocks = self._block_names(n_hidden - 1)
+        preferred = blocks[resolved - 1] if blocks and resolved >= 1 else None
+        name = preferred if preferred in matches else matches[0]
+        return n_hidden, int(target.shape[-1]), resolved, name
+
+    def _block_names(self, n_layers: int) -> list[str]:
+        for name, m in self.model.named_modules():
+            if isinstance(m, nn.ModuleList) and len(m) == n_layers:
+                return [f"{name}.{i}" for i in range(n_layers)]
+        return []
+
+    @contextlib.contextmanager
+    def _hook(self, fn: Callable[[nn.Module, Any, Any], Any]) -> Iterator[None]:
+        handle = self._module.register_forward_hook(fn)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    # ------------------------------------------------------------------ batching
+    def _buckets(self, seqs: Sequence[str]) -> Iterator[np.ndarray]:
+        """Indices of ``seqs`` in length-sorted batches of ``batch_size``."""
+        order = np.argsort([len(s) for s in seqs], kind="stable")
+        for s in range(0, len(order), self.batch_size):
+            yield order[s:s + self.batch_size]
+
+    def _layer_acts(self, batch: TokenizedBatch) -> torch.Tensor:
+        """``[B, T, D]`` hidden state at ``self.layer``, stopping the forward pass there."""
+        captured: list[torch.Tensor] = []
+
+        def hook(_m: nn.Module, _args: Any, out: Any) -> None:
+            captured.append(_first_tensor(out))
+            raise _StopForward
+
+        with self._hook(hook):
+            try:
+                self._forward(batch.input_ids, batch.attention_mask)
+            except _StopForward:
+                pass
+        if not captured:
+            msg = f"the hook on {self.hook_module} never fired"
+            raise RuntimeError(msg)
+        return captured[0]
+
+    @torch.inference_mode()
+    def hidden_states(
+        self, seqs: Sequence[str], *, reverse_complement: bool = False
+    ) -> list[tuple[torch.Tensor, TokenSpans]]:
+        """Layer ``self.layer`` hidden states of each sequence, with token spans.
+
+        Returns, per input sequence and in input order, ``(acts [T_i, D] on CPU, spans)`` where
+        ``T_i`` counts all tokens incl. specials (padding removed). With ``reverse_complement`` the
+        model reads the reverse complement and spans are given in forward-strand coordinates.
+        """
+        seqs = [normalise_dna(s) for s in seqs]
+        inputs = [reverse_complement_seq(s) for s in seqs] if reverse_complement else seqs
+        results: list[tuple[torch.Tensor, TokenSpans] | None] = [None] * len(seqs)
+        for idx in self._buckets(inputs):
+            batch = self.tokenize([inputs[i] for i in idx])
+            acts = self._layer_acts(batch).cpu()
+            for b, i in enumerate(idx):
+                n = int(batch.lengths[b])
+                start, end = batch.bp_start[b, :n].numpy(), batch.bp_end[b, :n].numpy()
+                if reverse_complement:
+                    L = len(seqs[i])
+                    start, end = np.where(end >= 0, L - end, -1), np.where(start >= 0, L - start, -1)
+                spans = TokenSpans(start, end, batch.is_special[b, :n].numpy(), batch.has_n[b, :n].numpy())
+                results[i] = (acts[b, :n], spans)
+        return results  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ LM loss
+    def _transform_hook(self, transform: Callable[[torch.Tensor], torch.Tensor]) -> Callable:
+        def hook(_m: nn.Module, _args: Any, out: Any) -> Any:
+            h = _first_tensor(out)
+            new = transform(h)
+            if new.shape != h.shape:
+                msg = f"transform changed the hidden state's shape {tuple(h.shape)} -> {tuple(new.shape)}"
+                raise ValueError(msg)
+            return _replace_first(out, new.to(h.dtype))
+        return hook
+
+    @torch.inference_mode()
+    def lm_loss(
+        self,
+        seqs: Sequence[str],
+        *,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        mask_rate: float = 0.15,
+        seed: int = 0,
+    ) -> float:
+        """The model's own LM loss in nats per predicted token, optionally with layer ``self.layer``
+        replaced by ``transform(hidden_BTD)`` (spliced-in SAE reconstruction, ablations).
+
+        Masked LMs: a seeded ``mask_rate`` of the non-special tokens of each sequence (at least one)
+        is replaced by the mask token and scored (masks depend only on ``seed`` and the sequence's
+        position in ``seqs``). Causal LMs: next-token loss over all non-special targets.
+        """
+        if self.kind == "base":
+            raise InputError(f"model {self.source.get('path')} has no LM head; lm_loss needs a masked or "
+                             "causal LM", record="model.path")
+        seqs = [normalise_dna(s) for s in seqs]
+        mask_id = self.tokenizer.mask_token_id
+        if self.kind == "mlm" and mask_id is None:
+            raise InputError("the tokenizer has no mask token; cannot score a masked LM", record="model.path")
+        total, count = 0.0, 0
+        ctx = self._hook(self._transform_hook(transform)) if transform is not None else contextlib.nullcontext()
+        with ctx:
+            for idx in self._buckets(seqs):
+                batch = self.tokenize([seqs[i] for i in idx])
+                ids, attn = batch.input_ids, batch.attention_mask
+                scorable = (attn.bool() & ~batch.is_special)
+                if self.kind == "mlm":
+                    u = torch.full(ids.shape, 2.0, dtype=torch.float64)
+                    for b, i in enumerate(idx):  # per-sequence stream: masks do not depend on batching
+                        n = int(batch.lengths[b])
+                        u[b, :n] = torch.from_numpy(np.random.default_rng([seed, int(i)]).random(n))
+                    u = torch.where(scorable, u, torch.full_like(u, 2.0))
+                    chosen = scorable & ((u < mask_rate) | (u == u.min(dim=1, keepdim=True).values))
+                    inputs = torch.where(chosen, torch.full_like(ids, mask_id), ids)
+                    logits = self._forward(inputs, attn).logits
+                    targets = torch.where(chosen, ids, torch.full_like(ids, -100))
+                else:
+                    logits = self._forward(ids, attn).logits[:, :-1]
+                    targets = torch.where(scorable[:, 1:], ids[:, 1:], torch.full_like(ids[:, 1:], -100))
+                targets = targets.to(logits.device)
+                loss = nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(),
+                                                   ignore_index=-100, reduction="sum")
+                total += float(loss)
+                count += int((targets != -100).sum())
+        return total / max(count, 1)
+
+
+def reverse_complement_seq(seq: str) -> str:
+    """Alias of :func:`reverse_complement` (normalises first)."""
+    return reverse_complement(normalise_dna(seq))
+
+
+_CAUSAL_TYPES = {"gpt2", "llama", "mistral", "gpt_neox", "hyenadna", "mamba", "mamba2", "qwen2", "gemma",
+                 "stripedhyena", "evo", "phi", "falcon"}
+
+
+def _load_config(name: str, *, revision: str | None, local_files_only: bool, trust_remote_code: bool) -> Any:
+    from transformers import AutoConfig
+
+    is_local = Path(name).exists()
+    try:
+        return AutoConfig.from_pretrained(name, revision=revision, local_files_only=local_files_only,
+                                          trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        text = str(err)
+        if "trust_remote_code" in text:
+            raise InputError(f"{name} ships its own model code; set model.trust_remote_code: true if you trust it",
+                             record="model.trust_remote_code") from err
+        if is_local:
+            raise InputError(f"{name} is not a transformers model folder (no readable config.json): {text[:200]}",
+                             path=name, record="model.path") from err
+        if local_files_only:
+            raise InputError(f"model {name!r} is not in the local Hugging Face cache and model.local_files_only is "
+                             f"true; download it first (`hf download {name}` on a machine with internet) or set "
+                             "model.local_files_only: false", record="model.path") from err
+        raise InputError(f"cannot load model {name!r}: {text[:200]}", record="model.path") from err
+
+
+def load_model(
+    name_or_path: str | Path,
+    *,
+    revision: str | None = None,
+    layer: int = -1,
+    device: str = "auto",
+    dtype: str = "auto",
+    local_files_only: bool = True,
+    trust_remote_code: bool = False,
+    batch_size: int = 32,
+) -> ModelAdapter:
+    """Load a DNA language model (hub id or local folder) and wrap it in a :class:`ModelAdapter`.
+
+    The LM head class is chosen from the config: ``*ForMaskedLM`` architectures (or any model type
+    registered for masked LM) load with ``AutoModelForMaskedLM``, decoder-only ones with
+    ``AutoModelForCausalLM``, anything else with ``AutoModel`` (hidden states only).
+    """
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+
+    name = str(name_or_path)
+    dev = _resolve_device(device)
+    torch_dtype = _resolve_dtype(dtype, dev)
+    kw = dict(revision=revision, local_files_only=local_files_only, trust_remote_code=trust_remote_code)
+    config = _load_config(name, **kw)
+    archs = " ".join(getattr(config, "architectures", None) or [])
+    causal = "CausalLM" in archs or (getattr(config, "is_decoder", False) and "MaskedLM" not in archs) \
+        or config.model_type in _CAUSAL_TYPES
+    attempts: list[tuple[Any, ModelKind]] = [(AutoModelForCausalLM, "causal")] if causal else \
+        [(AutoModelForMaskedLM, "mlm"), (AutoModelForCausalLM, "causal")]
+    attempts.append((AutoModel, "base"))
+    model, kind, errors = None, "base", []
+    for cls, k in attempts:
+        try:
+            model = cls.from_pretrained(name, config=config, dtype=torch_dtype, **kw)
+            kind = k
+            break
+        except (ValueError, KeyError) as err:  # config not mapped to this Auto class
+            errors.append(f"{cls.__name__}: {str(err)[:120]}")
+    if model is None:
+        raise InputError(f"cannot load {name} with any Auto class ({'; '.join(errors)})", record="model.path")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, **kw)
+    except (OSError, ValueError) as err:
+        raise InputError(f"no tokenizer saved with {name}: {str(err)[:200]}", record="model.path") from err
+    model = model.to(dev).eval()
+    source = {"path": name, "revision": revision, "model_type": config.model_type,
+              "config_sha": _config_sha(config), "kind": kind}
+    adapter = ModelAdapter(model, tokenizer, layer=layer, kind=kind, batch_size=batch_size, source=source)
+    log.info("loaded %s (%s, %s tokens) layer %d of %d, hook on %s, %s %s", name, kind, adapter.tokenization,
+             adapter.layer, adapter.n_hidden - 1, adapter.hook_module, dev, torch_dtype)
+    return adapter
+
+
+def _config_sha(config: Any) -> str:
+    from genosae._io import stable_hash
+
+    d = config.to_dict()
+    for k in ("_name_or_path", "transformers_version", "dtype", "torch_dtype", "_commit_hash"):
+        d.pop(k, None)
+    return stable_hash(d)
+
+
+def fetch_model(name: str, *, revision: str | None = None, local_dir: str | None = None) -> str:
+    """Download a hub model (weights, config, tokenizer, remote code) for later offline use.
+
+    Run this on a login node with network access; compute jobs then load it with
+    ``local_files_only=True`` (the default) and ``HF_HUB_OFFLINE=1``. Returns the local folder.
+    """
+    import os
+
+    from huggingface_hub import snapshot_download
+
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise InputError("HF_HUB_OFFLINE=1 is set: run fetch-model where the hub can be reached "
+                         "(e.g. a login node), without that variable", record=name)
+    try:
+        return snapshot_download(repo_id=name, revision=revision, local_dir=local_dir)
+    except Exception as err:  # network, auth or unknown repo: one line for the user
+        raise InputError(f"could not download {name!r}: {type(err).__name__}: {str(err).splitlines()[0][:200]}",
+                         record="model.path") from None

@@ -1,0 +1,246 @@
+"""Embed windows with a DNA language model into an activation store (resumable, shardable).
+
+Windows are cut into fixed shards of ``windows_per_shard`` rows; shard ``k`` always holds windows
+``[k * windows_per_shard, (k + 1) * windows_per_shard)``, so a restarted run skips the shards its
+manifest lists and recomputes only the rest, and ``n`` parallel jobs (``part=(i, n)``) each write a
+disjoint set of shards that :func:`genosae.model.store.merge_stores` joins. Only one shard of
+activations is held in memory at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from genosae._io import stable_hash
+from genosae.errors import InputError
+from genosae.model.adapter import ModelAdapter
+from genosae.model.store import ActivationStore, ActivationStoreWriter, StorageDtype
+
+log = logging.getLogger(__name__)
+
+#: ``sequences`` may be a list aligned with the windows, or a function returning the sequences of
+#: a slice of the windows table (so a genome-wide run never holds every sequence at once).
+SequenceSource = Sequence[str] | Callable[[pd.DataFrame], Sequence[str]]
+
+REQUIRED_COLUMNS = ("window_id", "chrom", "start", "end", "strand")
+
+
+def shard_ranges(n_windows: int, windows_per_shard: int) -> list[tuple[int, int]]:
+    """Half-open window ranges of every shard."""
+    return [(a, min(a + windows_per_shard, n_windows)) for a in range(0, n_windows, windows_per_shard)]
+
+
+def part_shards(n_shards: int, part: tuple[int, int]) -> list[int]:
+    """Shard ids of part ``i`` of ``n`` (contiguous blocks, as even as possible)."""
+    i, n = part
+    if not (n >= 1 and 0 <= i < n):
+        raise InputError(f"part must be i/n with 0 <= i < n, got {i}/{n}", record="--part")
+    return [int(k) for k in np.array_split(np.arange(n_shards), n)[i]]
+
+
+def reference_spans(
+    windows: pd.DataFrame, seq_lengths: np.ndarray, own_sequence: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-window ``(offset, sign, length)`` mapping a sequence position ``p`` to the reference.
+
+    ``+`` windows: ``ref = start + p``; ``-`` windows (reverse-complemented reference slices):
+    ``ref = end - 1 - p``; windows with their own ``sequence`` (variant haplotypes) map linearly
+    from their start whatever their length.
+    """
+    start = windows["start"].to_numpy(np.int64)
+    end = windows["end"].to_numpy(np.int64)
+    minus = (windows["strand"].astype(str).to_numpy() == "-") & ~own_sequence
+    offset = np.where(minus, end, start)
+    sign = np.where(minus, -1, 1)
+    return offset, sign, seq_lengths
+
+
+def _check_windows(windows: pd.DataFrame) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in windows.columns]
+    if missing:
+        raise InputError(f"the windows table lacks columns {missing}; expected {list(REQUIRED_COLUMNS)}",
+                         record="header")
+    bad = (windows["end"] <= windows["start"]) | (windows["start"] < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputError("window has end <= start or a negative start; fix its coordinates",
+                         record=f"window {windows['window_id'].iloc[i]}")
+
+
+def embedding_config_hash(adapter: ModelAdapter, *, windows_per_shard: int, reverse_complement: bool) -> str:
+    """Hash of everything that changes the stored values besides the windows (resume guard)."""
+    return stable_hash({"model": adapter.source, "layer": adapter.layer, "compute_dtype": str(adapter.dtype),
+                        "windows_per_shard": int(windows_per_shard), "reverse_complement": bool(reverse_complement)})
+
+
+def _embed_shard(
+    adapter: ModelAdapter, win: pd.DataFrame, seqs: Sequence[str], first_index: int, reverse_complement: bool
+) -> dict[str, np.ndarray | torch.Tensor]:
+    """Hidden states + per-token columns (reference coordinates) of one shard's windows."""
+    own = (win["sequence"].notna() & (win["sequence"].astype(str) != "")).to_numpy() if "sequence" in win \
+        else np.zeros(len(win), dtype=bool)
+    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+    ref_len = (win["end"] - win["start"]).to_numpy(np.int64)
+    wrong = ~own & (lengths != ref_len)
+    if wrong.any():
+        i = int(np.flatnonzero(wrong)[0])
+        raise InputError(f"sequence length {lengths[i]} differs from end - start = {ref_len[i]}; "
+                         "the reference or the windows table is out of date",
+                         record=f"window {win['window_id'].iloc[i]}")
+    strands = [False, True] if reverse_complement else [False]
+    results = [adapter.hidden_states(seqs, reverse_complement=rc) for rc in strands]
+    acts, local_w, tok, start, end, special, has_n, rev = [], [], [], [], [], [], [], []
+    for w in range(len(seqs)):
+        t0 = 0
+        for rc, res in zip(strands, results):
+            a, sp = res[w]
+            n = a.shape[0]
+            acts.append(a)
+            local_w.append(np.full(n, w, dtype=np.int64))
+            tok.append(np.arange(t0, t0 + n, dtype=np.int64))
+            start.append(sp.bp_start)
+            end.append(sp.bp_end)
+            special.append(sp.is_special)
+            has_n.append(sp.has_n)
+            rev.append(np.full(n, rc, dtype=bool))
+            t0 += n
+    lw = np.concatenate(local_w)
+    s, e, spec = np.concatenate(start), np.concatenate(end), np.concatenate(special)
+    offset, sign, _ = reference_spans(win, lengths, own)
+    off, sg = offset[lw], sign[lw]
+    # + strand: [off + s, off + e); - strand: positions end-1-p, so [off - e, off - s)
+    ref_s = np.where(sg > 0, off + s, off - e)
+    ref_e = np.where(sg > 0, off + e, off - s)
+    return {
+        "acts": torch.cat(acts) if acts else torch.zeros(0, adapter.d_model),
+        "window_index": lw + first_index,
+        "token_index": np.concatenate(tok),
+        "bp_start": np.where(spec, -1, ref_s),
+        "bp_end": np.where(spec, -1, ref_e),
+        "is_special": spec,
+        "has_n": np.concatenate(has_n),
+        "reverse": np.concatenate(rev),
+    }
+
+
+def embed_windows(
+    adapter: ModelAdapter,
+    windows: pd.DataFrame,
+    sequences: SequenceSource,
+    out_dir: str | os.PathLike[str],
+    *,
+    batch_size: int = 32,
+    windows_per_shard: int = 64,
+    shard_ids: Sequence[int] | None = None,
+    part: tuple[int, int] | None = None,
+    storage_dtype: StorageDtype = "float16",
+    progress: bool = True,
+    reverse_complement: bool = False,
+) -> ActivationStore:
+    """Write the layer-``adapter.layer`` hidden states of every window to an activation store.
+
+    Parameters
+    ----------
+    windows
+        Windows table (``window_id, chrom, start, end, strand`` [+ ``sequence``]); its row number
+        becomes ``window_index``.
+    sequences
+        The windows' sequences (aligned list) or a function ``f(windows_slice) -> sequences``.
+    out_dir
+        Store folder. If it holds a store of the same model, layer, settings and windows, the shards
+        already written are kept and only the missing ones computed; otherwise it is refused.
+    shard_ids, part
+        Write only these shard ids, or part ``(i, n)`` of them (for ``n`` parallel jobs, each into
+        its own folder; merge with :func:`~genosae.model.store.merge_stores`).
+    reverse_complement
+        Also embed each window's reverse complement: its tokens follow the forward ones (token_index
+        continues), with spans on the forward strand and the extra ``reverse`` column set.
+
+    Returns
+    -------
+    The finished store. ``bp_start``/``bp_end`` are reference coordinates (``-1`` for special tokens).
+    """
+    if windows_per_shard < 1 or batch_size < 1:
+        msg = "windows_per_shard and batch_size must be >= 1"
+        raise ValueError(msg)
+    windows = windows.reset_index(drop=True)
+    _check_windows(windows)
+    if not callable(sequences) and len(sequences) != len(windows):
+        msg = f"{len(sequences)} sequences for {len(windows)} windows"
+        raise ValueError(msg)
+    ranges = shard_ranges(len(windows), windows_per_shard)
+    if shard_ids is not None and part is not None:
+        msg = "give shard_ids or part, not both"
+        raise ValueError(msg)
+    wanted = list(range(len(ranges))) if shard_ids is None and part is None else \
+        (part_shards(len(ranges), part) if part is not None else sorted({int(k) for k in shard_ids}))
+    if any(not 0 <= k < len(ranges) for k in wanted):
+        msg = f"shard ids must lie in [0, {len(ranges)})"
+        raise ValueError(msg)
+    meta = {
+        "model": adapter.source, "layer": adapter.layer, "d_model": adapter.d_model,
+        "tokenization": adapter.tokenization, "kmer": adapter.kmer, "model_kind": adapter.kind,
+        "hook_module": adapter.hook_module,
+        "config_hash": embedding_config_hash(adapter, windows_per_shard=windows_per_shard,
+                                             reverse_complement=reverse_complement),
+        "reverse_complement": bool(reverse_complement), "windows_per_shard": int(windows_per_shard),
+        "n_shards_total": len(ranges), "part": list(part) if part is not None else None,
+        "shard_ids": wanted,
+    }
+    writer = ActivationStoreWriter(out_dir, manifest_meta=meta, windows=windows, storage_dtype=storage_dtype)
+    todo = [k for k in wanted if k not in writer.completed_shards()]
+    bp = (windows["end"] - windows["start"]).to_numpy(np.int64)
+    total_bp = int(sum(bp[a:b].sum() for a, b in (ranges[k] for k in todo)))
+    log.info("embedding %d of %d shards (%d already done) into %s", len(todo), len(wanted),
+             len(wanted) - len(todo), out_dir)
+    old_bs, adapter.batch_size = adapter.batch_size, batch_size
+    t0, n_tok = time.perf_counter(), 0
+    try:
+        with tqdm(total=total_bp, unit="bp", unit_scale=True, disable=not progress, desc="embed") as bar:
+            for k in todo:
+                a, b = ranges[k]
+                win = windows.iloc[a:b]
+                seqs = list(sequences(win)) if callable(sequences) else list(sequences[a:b])
+                cols = _embed_shard(adapter, win, seqs, a, reverse_complement)
+                writer.write_shard(k, window_range=(a, b), **{c: v for c, v in cols.items() if c != "reverse"},
+                                   extra={"reverse": cols["reverse"]} if reverse_complement else None)
+                n_tok += len(cols["window_index"])
+                bar.update(int(bp[a:b].sum()))
+                bar.set_postfix(tok_s=f"{n_tok / max(time.perf_counter() - t0, 1e-9):.0f}")
+    finally:
+        adapter.batch_size = old_bs
+    return writer.finalize()
+
+
+def fasta_sequences(fasta: str | Path) -> Callable[[pd.DataFrame], list[str]]:
+    """Sequence source reading window slices from an indexed FASTA with pyfaidx (``-`` strand
+    windows reverse-complemented, a non-empty ``sequence`` column used as is)."""
+    import pyfaidx
+
+    from genosae.model.adapter import reverse_complement_seq
+
+    fa = pyfaidx.Fasta(str(fasta), as_raw=True, sequence_always_upper=True)
+
+    def fetch(win: pd.DataFrame) -> list[str]:
+        own = win["sequence"] if "sequence" in win else pd.Series([None] * len(win), index=win.index)
+        out = []
+        for chrom, s, e, strand, seq in zip(win["chrom"], win["start"], win["end"], win["strand"], own):
+            if isinstance(seq, str) and seq:
+                out.append(seq)
+                continue
+            if chrom not in fa:
+                raise InputError(f"chromosome {chrom!r} is not in the FASTA", path=fasta, record=f"window {chrom}:{s}")
+            sub = fa[chrom][int(s):int(e)]
+            out.append(reverse_complement_seq(sub) if strand == "-" else sub)
+        return out
+
+    return fetch

@@ -1,0 +1,237 @@
+"""Self-contained HTML report of a biomarker run (plots embedded as base64 PNG)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from genosae._io import atomic_path, write_table
+
+DASHBOARD_LINK = "../../features/dashboards/feature_{id}.html"
+
+_CSS = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
+h1{border-bottom:2px solid #444} h2{margin-top:1.6em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}
+td,th{border:1px solid #ddd;padding:3px 7px;text-align:right} th{background:#f2f2f2}
+td:first-child,th:first-child{text-align:left} .note{color:#666;font-size:0.9em}
+pre{background:#f7f7f7;padding:1em;overflow-x:auto;font-size:0.8em}
+"""
+
+
+def _png(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
+def volcano_plot(biomarkers: pd.DataFrame, alpha: float = 0.05) -> str:
+    """Cliff's delta vs −log10 p; features with q ≤ alpha in red, top 5 labelled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    x = biomarkers["cliffs_delta"].to_numpy(float)
+    y = -np.log10(np.clip(biomarkers["p"].to_numpy(float), 1e-300, 1))
+    sig = biomarkers["q"].to_numpy(float) <= alpha
+    ax.scatter(x[~sig], y[~sig], s=8, c="0.6", label="q > α")
+    ax.scatter(x[sig], y[sig], s=12, c="tab:red", label=f"q ≤ {alpha}")
+    for _, row in biomarkers.head(5).iterrows():
+        ax.annotate(str(row["feature"]), (row["cliffs_delta"], -np.log10(max(row["p"], 1e-300))),
+                    fontsize=7)
+    ax.set_xlabel("Cliff's delta (case vs control)")
+    ax.set_ylabel("−log10 p (Mann-Whitney U)")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _bar_plot(labels: list[str], values: list[float], xlabel: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 0.45 * len(labels) + 1))
+    ax.barh(labels, values, color="tab:blue")
+    ax.axvline(0.5, color="0.5", ls="--", lw=1)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(xlabel)
+    return _png(fig)
+
+
+def _fpr_plot(fpr: list[float], alpha: float) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.hist(fpr, bins=30, color="tab:gray")
+    ax.axvline(alpha, color="tab:red", ls="--", label=f"α = {alpha}")
+    ax.set_xlabel("fraction of features with q ≤ α under permuted labels")
+    ax.set_ylabel("permutations")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _table(df: pd.DataFrame | None, *, escape: bool = True) -> str:
+    if df is None or len(df) == 0:
+        return '<p class="note">none</p>'
+    return df.to_html(index=False, escape=escape, float_format=lambda v: f"{v:.3g}", border=0)
+
+
+def _kv(d: Mapping[str, Any] | None) -> str:
+    if not d:
+        return '<p class="note">not available</p>'
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>"
+                   for k, v in d.items())
+    return f"<table>{rows}</table>"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, dict | list):
+        return json.dumps(v, default=str)[:300]
+    return str(v)
+
+
+def render_report(
+    *,
+    biomarkers: pd.DataFrame,
+    loci: pd.DataFrame | None = None,
+    qc: Mapping[str, Any] | None = None,
+    baselines: pd.DataFrame | None = None,
+    calibration: Mapping[str, Any] | None = None,
+    sae_metrics: Mapping[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
+    design_summary: Mapping[str, Any] | None = None,
+    versions: Mapping[str, str] | None = None,
+    alpha: float = 0.05,
+    n_top: int = 20,
+    title: str = "genosae biomarker report",
+) -> str:
+    """The report as one HTML string (no external files: plots are inline base64 PNGs)."""
+    top = biomarkers.head(n_top).copy()
+    link = top["feature"].astype(str).map(
+        lambda f: f'<a href="{DASHBOARD_LINK.format(id=html.escape(f))}">{html.escape(f)}</a>')
+    shown = [c for c in ("rank", "feature", "label", "direction", "cliffs_delta", "auroc", "log2fc",
+                         "p", "q", "q_adjusted", "empirical_p", "best_concept", "best_motif",
+                         "top_loci") if c in top.columns]
+    top_html = top[shown].copy()
+    for c in top_html.columns:
+        if top_html[c].dtype == object:
+            top_html[c] = top_html[c].fillna("").astype(str).map(html.escape)
+    top_html["feature"] = link
+    n_sig = int((biomarkers["q"] <= alpha).sum())
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
+    parts += ["<h2>Design</h2>", _kv(design_summary)]
+    parts += ["<h2>QC</h2>", _kv({**(qc or {}), "features tested": len(biomarkers),
+                                  f"features with q ≤ {alpha}": n_sig})]
+    parts += ["<h2>Volcano plot</h2>", volcano_plot(biomarkers, alpha)]
+    parts += [f"<h2>Top {len(top)} features</h2>",
+              '<p class="note">Feature ids link to the feature dashboards. Ranked by q, then p, '
+              "then |Cliff's delta|.</p>", _table(top_html, escape=False)]
+    if loci is not None and len(loci):
+        first = loci[loci["feature"].astype(str).isin(top["feature"].astype(str).head(5))]
+        parts += ["<h2>Top loci of the top 5 features</h2>", _table(first.head(50))]
+    parts += ["<h2>Baselines: SAE features vs k-mers vs linear probe</h2>"]
+    if baselines is not None and len(baselines):
+        parts.append(_table(baselines))
+        if "cv_auroc" in baselines.columns:
+            b = baselines.dropna(subset=["cv_auroc"])
+            if len(b):
+                parts.append(_bar_plot(b["method"].astype(str).tolist(), b["cv_auroc"].tolist(),
+                                       "cross-validated AUROC"))
+    else:
+        parts.append('<p class="note">not run</p>')
+    parts += ["<h2>Calibration (label permutations)</h2>"]
+    if calibration:
+        cal = {k: v for k, v in calibration.items() if k != "fpr_per_permutation"}
+        ok = calibration.get("observed_fpr", np.nan) <= calibration.get("alpha", alpha)
+        parts += [_kv(cal), f"<p>Observed false-positive rate under permuted labels is "
+                  f"{'within' if ok else '<b>above</b>'} α.</p>"]
+        if calibration.get("fpr_per_permutation"):
+            parts.append(_fpr_plot(list(calibration["fpr_per_permutation"]), calibration.get("alpha", alpha)))
+    else:
+        parts.append('<p class="note">not run</p>')
+    parts += ["<h2>Model and SAE metrics</h2>", _kv(sae_metrics)]
+    parts += ["<h2>Package versions</h2>", _kv(versions)]
+    parts += ["<h2>Config</h2>",
+              f"<pre>{html.escape(json.dumps(config or {}, indent=2, default=str))}</pre>"]
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(
+    out_dir: str | Path,
+    *,
+    biomarkers: pd.DataFrame,
+    loci: pd.DataFrame | None = None,
+    adata: Any = None,
+    catalog: pd.DataFrame | None = None,
+    baselines: pd.DataFrame | None = None,
+    calibration: Mapping[str, Any] | None = None,
+    sae_metrics: Mapping[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
+    design_summary: Mapping[str, Any] | None = None,
+    alpha: float = 0.05,
+    html_name: str = "report.html",
+) -> dict[str, Path]:
+    """Write ``biomarkers.csv``, ``biomarker_loci.csv`` and ``report.html`` into ``out_dir``.
+
+    ``adata`` (profiles) adds unit counts to the QC section; ``catalog`` adds the number of features
+    with a captured concept. Returns the written paths by name.
+    """
+    from genosae.biomarkers.profiles import versions as _versions
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    qc: dict[str, Any] = {}
+    if adata is not None:
+        qc["units"] = int(adata.n_obs)
+        if "condition" in adata.obs.columns:
+            qc.update({f"units ({k})": int(v) for k, v in adata.obs["condition"].value_counts().items()})
+        if "n_tokens" in adata.obs.columns:
+            qc["median tokens per unit"] = float(adata.obs["n_tokens"].median())
+        qc["features"] = int(adata.n_vars)
+        mean = adata.layers["mean"] if "mean" in adata.layers else adata.X
+        qc["features never active"] = int((np.asarray(mean).max(axis=0) <= 0).sum())
+    if catalog is not None and "best_concept" in catalog.columns:
+        qc["catalogue features with a concept"] = int(
+            catalog["best_concept"].fillna("").astype(str).str.len().gt(0).sum())
+    paths = {"biomarkers": out / "biomarkers.csv", "loci": out / "biomarker_loci.csv",
+             "report": out / html_name}
+    write_table(biomarkers, paths["biomarkers"])
+    write_table(loci if loci is not None else pd.DataFrame(), paths["loci"])
+    text = render_report(biomarkers=biomarkers, loci=loci, qc=qc, baselines=baselines,
+                         calibration=calibration, sae_metrics=sae_metrics, config=config,
+                         design_summary=design_summary, versions=_versions(), alpha=alpha)
+    with atomic_path(paths["report"]) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return paths
+
+
+def write_html(path: str | Path, **kwargs: Any) -> Path:
+    """Write only the HTML (``render_report`` arguments) atomically; used by ``genosae report``."""
+    from genosae.biomarkers.profiles import versions as _versions
+
+    kwargs.setdefault("versions", _versions())
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(render_report(**kwargs), encoding="utf-8")
+    return path

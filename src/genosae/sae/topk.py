@@ -1,0 +1,52 @@
+"""TopK SAE (Gao et al. 2024): exactly ``k`` latents per token, AuxK against dead latents."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from genosae.sae.base import SAE, SAEConfig, register_architecture
+
+
+@dataclass
+class TopKSAEConfig(SAEConfig):
+    """:class:`~genosae.sae.base.SAEConfig` plus ``k``, the active latents per token."""
+
+    k: int = 32
+
+    @classmethod
+    def architecture(cls) -> str:
+        return "topk"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 1 <= self.k <= self.d_sae:
+            msg = f"k must be in [1, d_sae={self.d_sae}], got {self.k}"
+            raise ValueError(msg)
+
+
+class TopKSAE(SAE):
+    """Codes are ``ReLU`` of the ``k`` largest pre-activations of each token (zero elsewhere)."""
+
+    config_class = TopKSAEConfig
+    saelens_architecture = "topk"
+    cfg: TopKSAEConfig
+
+    def activation(self, pre_BF: torch.Tensor) -> torch.Tensor:
+        top = pre_BF.topk(self.cfg.k, dim=-1, sorted=False)
+        return torch.zeros_like(pre_BF).scatter_(-1, top.indices, F.relu(top.values))
+
+    def select(self, pre_BF: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        B, k = pre_BF.shape[0], self.cfg.k
+        idx_BK = pre_BF.topk(k, dim=1, sorted=False).indices
+        rows = torch.arange(B, device=pre_BF.device).repeat_interleave(k)
+        return rows, idx_BK.reshape(-1)
+
+    def saelens_cfg(self) -> dict[str, Any]:
+        return {"k": self.cfg.k, "rescale_acts_by_decoder_norm": False}
+
+
+register_architecture(TopKSAEConfig, TopKSAE)

@@ -1,0 +1,98 @@
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from genosae.biomarkers import locus_profiles, read_profiles, region_profiles, write_profiles
+from genosae.errors import InputError
+
+
+def _naive(codes, tokens, windows, unit):
+    dense = codes.toarray()
+    key = windows[unit].to_numpy()[tokens["window_index"].to_numpy()]
+    out = {}
+    for u in pd.unique(key):
+        block = dense[key == u]
+        out[u] = (block.mean(0), block.max(0), (block > 0).mean(0))
+    return out
+
+
+@pytest.mark.parametrize("unit", ["sample_id", "region_id"])
+def test_layers_match_naive_aggregation(cohort, unit):
+    # regions pool samples of both conditions here, so the condition column is left out
+    windows = cohort.windows.drop(columns="condition") if unit == "region_id" else cohort.windows
+    ad = region_profiles(cohort.codes, cohort.tokens, windows, unit=unit,
+                         feature_names=cohort.feature_names)
+    ref = _naive(cohort.codes, cohort.tokens, cohort.windows, unit)
+    assert ad.n_obs == len(ref)
+    for u, (mean, mx, frac) in ref.items():
+        i = ad.obs_names.get_loc(str(u))
+        np.testing.assert_allclose(ad.layers["mean"][i], mean, rtol=1e-5)
+        np.testing.assert_allclose(ad.layers["max"][i], mx, rtol=1e-6)
+        np.testing.assert_allclose(ad.layers["frac_active"][i], frac, rtol=1e-6)
+    np.testing.assert_array_equal(ad.X, ad.layers["mean"])
+    assert list(ad.var_names) == cohort.feature_names
+
+
+def test_region_covariates_and_catalog(cohort):
+    w = cohort.windows[cohort.windows["sample_id"] == "case_00"]
+    keep = np.isin(cohort.tokens["window_index"], w.index)
+    tokens = cohort.tokens[keep].copy()
+    tokens["window_index"] = pd.Index(w.index).get_indexer(tokens["window_index"])
+    w = w.reset_index(drop=True).assign(sequence="ACGCGT" * 5)
+    cat = pd.DataFrame({"feature": [7, 3], "label": ["REB1-like", "x"], "best_concept": ["motif", ""],
+                        "f1": [0.9, 0.1]})
+    ad = region_profiles(cohort.codes[keep], tokens, w, catalog=cat, feature_names=cohort.feature_names)
+    assert ad.obs["length"].eq(30).all()
+    np.testing.assert_allclose(ad.obs["gc_fraction"], 4 / 6)
+    # CG count 10 in 30 bp, C = G = 10 -> 10 * 30 / 100
+    np.testing.assert_allclose(ad.obs["cpg_ratio"], 3.0)
+    assert ad.var.loc["f7", "label"] == "REB1-like"
+    assert ad.var.loc["f0", "label"] == ""
+
+
+def test_h5ad_round_trip_and_scanpy(cohort, tmp_path):
+    import scanpy as sc
+
+    ad = region_profiles(cohort.codes, cohort.tokens, cohort.windows, unit="sample_id",
+                         obs=cohort.samples, config={"seed": 0, "x": None},
+                         feature_names=cohort.feature_names)
+    ad = ad[ad.obs["condition"] != "reference"].copy()
+    path = write_profiles(ad, tmp_path / "profiles.h5ad")
+    back = read_profiles(path)
+    assert isinstance(back.obs["condition"].dtype, pd.CategoricalDtype)
+    assert set(back.layers) == {"mean", "max", "frac_active"}
+    assert "numpy" in back.uns["genosae"]["versions"]
+    sc.tl.rank_genes_groups(back, "condition", groups=["case"], reference="control", method="wilcoxon")
+    top = back.uns["rank_genes_groups"]["names"]["case"][0]
+    assert top == cohort.planted_feature
+
+
+def test_locus_profiles_delta_against_reference(cohort):
+    lp = locus_profiles(cohort.codes, cohort.tokens, cohort.windows, feature_names=cohort.feature_names)
+    assert lp.delta_baseline == "__reference__"
+    assert lp.mean.shape == (17, 10, 24)
+    ref = list(lp.samples).index("__reference__")
+    np.testing.assert_allclose(lp.delta[ref], 0, atol=1e-7)
+    f = cohort.feature_names.index(cohort.planted_feature)
+    case = list(lp.samples).index(cohort.carriers[0])
+    r = list(lp.regions["region_id"]).index(cohort.planted_regions[0])
+    assert lp.delta[case, r, f] > 0.5
+    long = lp.to_long([f])
+    assert len(long) == 17 * 10 and set(long["feature"]) == {cohort.planted_feature}
+
+
+def test_bad_inputs_raise(cohort):
+    with pytest.raises(InputError, match="rows"):
+        region_profiles(cohort.codes[:10], cohort.tokens, cohort.windows)
+    neg = cohort.codes.copy()
+    neg.data[0] = -1
+    with pytest.raises(InputError, match="non-negative"):
+        region_profiles(neg, cohort.tokens, cohort.windows)
+    with pytest.raises(InputError, match="unit"):
+        region_profiles(cohort.codes, cohort.tokens, cohort.windows, unit="gene")
+    w = cohort.windows.copy()
+    w.loc[0, "condition"] = "control"
+    with pytest.raises(InputError, match="one condition"):
+        region_profiles(cohort.codes, cohort.tokens, w, unit="sample_id")
+    assert sp.issparse(cohort.codes)

@@ -1,0 +1,64 @@
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+from anndata import AnnData
+from scipy import stats
+
+from genosae.biomarkers import stats as bstats
+from genosae.errors import InputError
+
+
+@pytest.fixture
+def fixed():
+    rng = np.random.default_rng(3)
+    n = 20
+    x = rng.gamma(2.0, 1.0, (n, 6))
+    x[:10, 0] += 1.5
+    x[:, 5] = np.round(x[:, 5])  # ties
+    obs = pd.DataFrame({"condition": ["case"] * 10 + ["control"] * 10,
+                        "age": rng.normal(50, 8, n), "site": ["a", "b"] * 10},
+                       index=[f"s{i}" for i in range(n)])
+    return AnnData(X=x, obs=obs, layers={"mean": x.copy()})
+
+
+def test_agrees_with_scipy(fixed):
+    t = bstats.test_features(fixed, case="case", control="control")
+    x = fixed.layers["mean"]
+    for j in range(x.shape[1]):
+        mw = stats.mannwhitneyu(x[:10, j], x[10:, j], alternative="two-sided")
+        we = stats.ttest_ind(x[:10, j], x[10:, j], equal_var=False)
+        assert t.loc[j, "p"] == pytest.approx(mw.pvalue)
+        assert t.loc[j, "welch_p"] == pytest.approx(we.pvalue)
+        assert t.loc[j, "auroc"] == pytest.approx(mw.statistic / 100)
+        # Cliff's delta from its definition
+        d = np.sign(x[:10, j][:, None] - x[10:, j][None, :]).mean()
+        assert t.loc[j, "cliffs_delta"] == pytest.approx(d)
+        assert t.loc[j, "mean_diff"] == pytest.approx(x[:10, j].mean() - x[10:, j].mean())
+    np.testing.assert_allclose(t["q"], stats.false_discovery_control(t["p"]))
+    assert t.loc[0, "direction"] == "up" and t["n_case"].eq(10).all()
+
+
+def test_covariate_model_agrees_with_statsmodels(fixed):
+    t = bstats.test_features(fixed, case="case", control="control", covariates=["age", "site"])
+    obs = fixed.obs
+    design = sm.add_constant(pd.DataFrame({
+        "case": (obs["condition"] == "case").astype(float), "age": obs["age"],
+        "site_b": (obs["site"] == "b").astype(float)}))
+    for j in range(fixed.n_vars):
+        fit = sm.OLS(fixed.layers["mean"][:, j], design).fit()
+        assert t.loc[j, "coef_adjusted"] == pytest.approx(fit.params["case"])
+        assert t.loc[j, "p_adjusted"] == pytest.approx(fit.pvalues["case"])
+    np.testing.assert_allclose(t["q_adjusted"], stats.false_discovery_control(t["p_adjusted"]))
+
+
+def test_constant_feature_and_errors(fixed):
+    fixed.layers["mean"][:, 1] = 0.0
+    t = bstats.test_features(fixed, case="case", control="control")
+    assert t.loc[1, "p"] == 1.0 and t.loc[1, "auroc"] == 0.5
+    with pytest.raises(InputError, match="covariate"):
+        bstats.test_features(fixed, covariates=["bmi"])
+    with pytest.raises(InputError, match="need ≥ 2"):
+        bstats.test_features(fixed, case="case", control="ctrl")
+    ranked = bstats.rank_features(t)
+    assert ranked.loc[0, "feature"] == "0"

@@ -1,0 +1,160 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from genosae.errors import InputError
+from genosae.genome.annotation import read_annotation
+from genosae.genome.designs import (
+    promoter_regions,
+    read_region_design,
+    read_samples,
+    read_sequence_design,
+    region_design_from_genes,
+)
+from genosae.genome.reference import Reference
+from genosae.genome.variants import read_vcf, sample_haplotype_sequences
+from genosae.genome.windows import atlas_windows, cohort_windows, make_windows, window_sequences
+
+VCF_HEADER = ("##fileformat=VCFv4.2\n##contig=<ID=chr1,length=3000>\n##contig=<ID=chr2,length=2000>\n"
+              '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+              "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1\tS2\n")
+
+
+def _vcf(tmp_path, seqs, name="v.vcf"):
+    s = seqs["chr1"]
+    rows = [f"chr1\t101\t.\t{s[100]}\t{'A' if s[100] != 'A' else 'C'}\t.\tPASS\t.\tGT\t1|0\t0|0",
+            f"chr1\t111\t.\t{s[110]}\t{s[110]}GG\t.\tPASS\t.\tGT\t0|1\t1|1",
+            f"chr1\t121\t.\t{s[120:123]}\t{s[120]}\t.\tPASS\t.\tGT\t1|1\t0|0"]
+    path = tmp_path / name
+    path.write_text(VCF_HEADER + "\n".join(rows) + "\n")
+    return path
+
+
+def test_haplotypes_apply_snv_and_indels(small_genome, tmp_path):
+    fasta, _, seqs = small_genome
+    ref = Reference.open(fasta)
+    vcf = read_vcf(_vcf(tmp_path, seqs), ref)
+    assert vcf.samples == ["S1", "S2"] and vcf.phased.all()
+    regions = pd.DataFrame({"region_id": ["r"], "chrom": ["chr1"], "start": [90], "end": [140],
+                            "strand": ["+"]})
+    hap = sample_haplotype_sequences(ref, vcf, "S1", regions)
+    s = seqs["chr1"]
+    alt = "A" if s[100] != "A" else "C"
+    h0 = s[90:100] + alt + s[101:121] + s[123:140]
+    h1 = s[90:111] + "GG" + s[111:121] + s[123:140]
+    assert hap["sequence"].tolist() == [h0, h1]
+    minus = sample_haplotype_sequences(ref, vcf, "S2", regions.assign(strand="-"))
+    from genosae.genome.reference import reverse_complement
+
+    assert minus["sequence"].tolist() == [reverse_complement(s[90:111] + "GG" + s[111:140])] * 2
+
+
+def test_vcf_ref_mismatch(small_genome, tmp_path):
+    fasta, _, seqs = small_genome
+    ref = Reference.open(fasta)
+    wrong = "A" if seqs["chr1"][100] != "A" else "C"
+    path = tmp_path / "bad.vcf"
+    path.write_text(VCF_HEADER + f"chr1\t101\trs1\t{wrong}\tG\t.\tPASS\t.\tGT\t0|1\t0|0\n")
+    with pytest.raises(InputError, match=r"record 1 \(chr1:101\): REF '.' does not match"):
+        read_vcf(path, ref)
+    empty = tmp_path / "empty.vcf"
+    empty.write_text("")
+    with pytest.raises(InputError, match="VCF file is empty"):
+        read_vcf(empty, ref)
+
+
+def test_make_windows_exact():
+    regions = pd.DataFrame({"region_id": ["a", "b"], "chrom": ["c", "c"], "start": [0, 1000],
+                            "end": [1000, 1100], "strand": ["+", "-"], "group": ["x", "y"]})
+    w = make_windows(regions, size=400, stride=300, chrom_sizes={"c": 1120})
+    assert w[["start", "end"]].values.tolist() == [[0, 400], [300, 700], [600, 1000], [720, 1120]]
+    assert w["group"].tolist() == ["x", "x", "x", "y"]
+    assert w["window_id"].is_unique
+    assert list(w.columns[:6]) == ["window_id", "chrom", "start", "end", "strand", "region_id"]
+
+
+def test_atlas_windows_nonoverlapping():
+    sizes = {"c1": 100_000, "c2": 50_000, "c3": 30_000}
+    w = atlas_windows(sizes, n_windows=100, size=512, exclude_chroms=["c3"], seed=1)
+    assert len(w) == 100 and set(w["chrom"]) <= {"c1", "c2"}
+    for _, g in w.groupby("chrom"):
+        assert (g["start"].to_numpy()[1:] >= g["end"].to_numpy()[:-1]).all()
+    assert (w["end"] - w["start"] == 512).all()
+    assert w.equals(atlas_windows(sizes, n_windows=100, size=512, exclude_chroms=["c3"], seed=1))
+    with pytest.raises(InputError, match="holds only"):
+        atlas_windows({"c": 1000}, n_windows=5, size=512)
+
+
+def test_region_design_and_windows(small_genome, tmp_path):
+    fasta, gff, _ = small_genome
+    ref = Reference.open(fasta)
+    annotation = read_annotation(gff, ref)
+    d = region_design_from_genes(annotation, ["GENE2", "NOPE"], upstream=100, downstream=10,
+                                 chrom_sizes=ref.chrom_sizes)
+    assert d.attrs["unknown_genes"] == ["NOPE"]
+    assert d.set_index("gene").loc["GENE2", ["start", "end", "group"]].tolist() == [1490, 1600, "case"]
+    assert d.set_index("gene").loc["GENE1", "group"] == "control"
+    p = promoter_regions(annotation, ["Y1"], upstream=50, downstream=0)
+    assert p[["start", "end", "gene"]].values.tolist() == [[950, 1000, "GENE1"]]
+    w = make_windows(d, size=64, stride=64, chrom_sizes=ref.chrom_sizes)
+    seqs = window_sequences(w, ref)
+    assert all(len(s) == 64 for s in seqs)
+    assert seqs[-1] == ref.fetch(w["chrom"].iat[-1], w["start"].iat[-1], w["end"].iat[-1], w["strand"].iat[-1])
+    with pytest.raises(InputError, match="none of the 1 genes"):
+        region_design_from_genes(annotation, ["NOPE"])
+
+
+def test_cohort_windows(small_genome, tmp_path):
+    fasta, _, seqs = small_genome
+    ref = Reference.open(fasta)
+    vcf = _vcf(tmp_path, seqs)
+    sheet = tmp_path / "samples.tsv"
+    sheet.write_text(f"sample_id\tcondition\tvcf\tage\nS1\tcase\t{vcf.name}\t30\nS2\tcontrol\t{vcf}\t40\n")
+    samples = read_samples(sheet)
+    regions = pd.DataFrame({"region_id": ["r"], "chrom": ["chr1"], "start": [64], "end": [192], "strand": "+"})
+    w = cohort_windows(ref, samples, regions, size=64, stride=64)
+    assert set(w["sample_id"]) == {"__reference__", "S1", "S2"}
+    assert (w["sample_id"] == "__reference__").sum() == 2 and len(w) == 2 + 2 * 2 * 2
+    assert w["window_id"].is_unique and (w.loc[w["sample_id"] == "S1", "age"] == 30).all()
+    s1h1 = w[(w["sample_id"] == "S2") & (w["haplotype"] == 1) & (w["start"] == 64)]["sequence"].iat[0]
+    assert "GG" in s1h1 and len(s1h1) == 66
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("sample_id\tcondition\tvcf\nA\tcase\tx.vcf\nA\tcontrol\tx.vcf\n", "duplicated sample_id 'A'"),
+    ("sample_id\tcondition\tvcf\nA\tcase\tx.vcf\nB\tcase\tx.vcf\n", "1 level"),
+    ("sample_id\tcondition\tvcf\nA\tcase\tx.vcf\nB\tcontrol\tmissing.vcf\n", "'missing.vcf' of sample 'B' does not exist"),
+    ("sample_id\tgroup\n", "needs columns sample_id, condition"),
+    ("", "sample sheet is empty"),
+])
+def test_bad_samples(tmp_path, text, message):
+    (tmp_path / "x.vcf").write_text(VCF_HEADER)
+    sheet = tmp_path / "samples.tsv"
+    sheet.write_text(text)
+    with pytest.raises(InputError, match=message):
+        read_samples(sheet)
+
+
+def test_region_table_and_sequences(small_genome, tmp_path, make_fasta):
+    fasta, _, _ = small_genome
+    ref = Reference.open(fasta)
+    t = tmp_path / "regions.tsv"
+    t.write_text("#chrom\tstart\tend\tgroup\n1\t0\t100\ta\nchr2\t5\t50\tb\n")
+    r = read_region_design(t, ref)
+    assert r["chrom"].tolist() == ["chr1", "chr2"] and r["group"].tolist() == ["a", "b"]
+    t.write_text("chrom\tstart\tend\tgroup\nchr1\t0\t100\ta\nchr2\t5\t50\ta\n")
+    with pytest.raises(InputError, match="'group' column has 1 level"):
+        read_region_design(t, ref)
+    t.write_text("chrom\tstart\tend\tgroup\nchr1\t0\t100\ta\nchr2\t5\t5000\tb\n")
+    with pytest.raises(InputError, match="line 3: interval ends at 5000"):
+        read_region_design(t, ref)
+    fa_a = make_fasta({"chr1:10-30": "ACGT" * 5}, name="a.fa")
+    fa_b = make_fasta({"x2": "GGGG" * 5}, name="b.fa")
+    s = read_sequence_design(fasta_by_group={"case": fa_a, "control": fa_b})
+    assert s[["region_id", "group", "chrom"]].values.tolist()[0] == ["chr1:10-30", "case", "chr1"]
+    assert s["start"].iat[0] == 10 and pd.isna(s["start"].iat[1])
+    bad = tmp_path / "seqs.tsv"
+    bad.write_text("id\tsequence\tgroup\nq1\tACGZ\ta\nq2\tACGT\tb\n")
+    with pytest.raises(InputError, match="'q1' is empty or has non-IUPAC"):
+        read_sequence_design(bad)
+    assert np.all(read_sequence_design(fasta_by_group={"a": fa_a, "b": fa_b})["sequence"].str.len() == 20)

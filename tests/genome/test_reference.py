@@ -1,0 +1,90 @@
+import gzip
+
+import numpy as np
+import pytest
+
+from genosae.errors import InputError
+from genosae.genome.reference import Reference, reverse_complement
+
+
+def test_yeast_facts(yeast_genome):
+    ref, _ = yeast_genome
+    assert len(ref.chrom_sizes) == 16
+    assert ref.chroms[0] == "chrI" and ref.chroms[-1] == "chrXVI"
+    assert ref.chrom_sizes["chrIII"] == 316_620
+    assert sum(ref.chrom_sizes.values()) == 12_071_326
+    for alias in ("chrIII", "III", "3", "chr3", "BK006937.2", "BK006937"):
+        assert ref.resolve(alias) == "chrIII"
+
+
+def test_fetch_strands_and_mask(make_fasta):
+    ref = Reference.open(make_fasta({"c1": "ACGTacgtNNNNAAC", "c2": "GGGG"}, width=4))
+    assert ref.chrom_sizes == {"c1": 15, "c2": 4}
+    assert ref.fetch("c1", 0, 8) == "ACGTacgt"
+    assert ref.fetch("c1", 2, 6, "-") == "gtAC"
+    assert reverse_complement("ACGTNRY") == "RYNACGT"
+    assert ref.is_masked("c1", 2, 10).tolist() == [False, False, True, True, True, True, False, False]
+    runs = ref.n_runs("c1")
+    assert runs[["start", "end"]].values.tolist() == [[8, 12]]
+
+
+def test_user_alias(make_fasta):
+    ref = Reference.open(make_fasta({"NC_001133.9": "ACGT" * 10}), aliases={"yeast1": "NC_001133.9"})
+    assert ref.resolve("yeast1") == "NC_001133.9"
+    assert ref.resolve("NC_001133") == "NC_001133.9"
+
+
+def test_bgzip_fasta(tmp_path):
+    from Bio import bgzf
+
+    path = tmp_path / "g.fa.gz"
+    with bgzf.BgzfWriter(str(path), "wb") as fh:
+        fh.write(b">c1\nACGTACGTAC\nGTAC\n")
+    ref = Reference.open(path)
+    assert ref.fetch("c1", 8, 14) == "ACGTAC"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("ACGT\n>c1\nACGT\n", "no FASTA header"),
+    (">c1\nACGT\n>c1\nACGT\n", "duplicate record name 'c1'"),
+    (">c1\nACGT\n>c2\nACXT\n", "record 'c2' has non-IUPAC character 'X'"),
+    ("", "empty"),
+    (">c1\n>c2\nACGT\n", "record 'c1' has no sequence"),
+    (">c1\nACGTAC\nAC\nACGTAC\n", "cannot index the FASTA"),
+])
+def test_bad_fasta(tmp_path, text, message):
+    path = tmp_path / "bad.fa"
+    path.write_text(text)
+    with pytest.raises(InputError, match=message) as err:
+        Reference.open(path)
+    assert "bad.fa" in str(err.value)
+
+
+def test_non_iupac_reports_line(tmp_path):
+    path = tmp_path / "bad.fa"
+    path.write_text(">c1\nACGT\nACGT\n>c2\nAC\nA!\n")
+    with pytest.raises(InputError, match=r"bad\.fa, line 6: record 'c2'"):
+        Reference.open(path)
+
+
+def test_fake_gzip(tmp_path):
+    path = tmp_path / "genome.fa.gz"
+    path.write_text(">c1\nACGT\n")
+    with pytest.raises(InputError, match="not gzip-compressed"):
+        Reference.open(path)
+
+
+def test_plain_gzip_refused(tmp_path):
+    path = tmp_path / "genome.fa.gz"
+    path.write_bytes(gzip.compress(b">c1\nACGT\n"))
+    with pytest.raises(InputError, match="bgzip"):
+        Reference.open(path)
+
+
+def test_unknown_chrom_and_range(make_fasta):
+    ref = Reference.open(make_fasta({"chrA": "ACGT" * 5}))
+    with pytest.raises(InputError, match="unknown chromosome 'chrZ'; known names: chrA"):
+        ref.resolve("chrZ")
+    with pytest.raises(InputError, match="outside the chromosome"):
+        ref.fetch("chrA", 10, 30)
+    assert np.array_equal(ref.array("chrA")[:4], np.frombuffer(b"ACGT", np.uint8))

@@ -1,0 +1,142 @@
+"""embed_windows: reference coordinates on both strands, resume after a kill, parallel parts + merge."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from tiny_lms import random_dna
+
+from genosae.errors import InputError
+from genosae.model import embed as embed_mod
+from genosae.model.adapter import load_model
+from genosae.model.embed import embed_windows, fasta_sequences
+from genosae.model.store import ActivationStore, merge_stores
+
+CHROMS = {"chrA": random_dna(400, 11, with_n=True), "chrB": random_dna(300, 12)}
+
+
+@pytest.fixture(scope="module")
+def fasta(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ref") / "genome.fa"
+    path.write_text("".join(f">{c}\n{s}\n" for c, s in CHROMS.items()))
+    return path
+
+
+def _windows() -> pd.DataFrame:
+    rows = []
+    for i in range(9):
+        chrom = "chrA" if i % 2 == 0 else "chrB"
+        s = 17 * i
+        rows.append((f"w{i}", chrom, s, s + 40 + i, "-" if i % 3 == 0 else "+", f"r{i}", None))
+    rows.append(("hap", "chrA", 100, 140, "+", "r9", random_dna(43, 99)))  # haplotype with an insertion
+    return pd.DataFrame(rows, columns=["window_id", "chrom", "start", "end", "strand", "region_id", "sequence"])
+
+
+@pytest.fixture(scope="module")
+def cnn(model_dirs):
+    return load_model(model_dirs["cnn"], layer=2)
+
+
+def _assert_same_store(a: ActivationStore, b: ActivationStore) -> None:
+    assert [s["window_range"] for s in a.shards] == [s["window_range"] for s in b.shards]
+    for x, y in zip(a.iter_shards(), b.iter_shards()):
+        assert x.keys() == y.keys()
+        for k in x:
+            np.testing.assert_array_equal(x[k], y[k])
+
+
+@pytest.mark.parametrize("family", ["nt_fast", "bpe"])
+@pytest.mark.parametrize("rc", [False, True])
+def test_reference_coordinates(model_dirs, fasta, tmp_path, family, rc):
+    ad = load_model(model_dirs[family], layer=1)
+    w = _windows()
+    store = embed_windows(ad, w, fasta_sequences(fasta), tmp_path / "s", windows_per_shard=4, batch_size=3,
+                          storage_dtype="float32", progress=False, reverse_complement=rc)
+    tt = store.token_table()
+    assert store.complete and len(tt) == store.n_tokens and store.manifest["tokenization"] == ad.tokenization
+    seqs = fasta_sequences(fasta)(w)
+    for wi, row in w.iterrows():
+        toks = tt[(tt.window_index == wi)]
+        assert toks.token_index.tolist() == list(range(len(toks)))
+        for rev in ([False, True] if rc else [False]):
+            part = toks[~toks.is_special & (toks.reverse == rev)] if rc else toks[~toks.is_special]
+            acts, _ = ad.hidden_states([seqs[wi]], reverse_complement=rev)[0]
+            rows = np.flatnonzero((tt.window_index == wi) & ((tt.reverse == rev) if rc else True))
+            got = np.concatenate([s["acts"] for s in store.iter_shards()])[rows]
+            np.testing.assert_allclose(got, acts.numpy(), atol=1e-6)
+            if row.window_id == "hap":  # own sequence: linear from start
+                assert part.bp_start.min() == row.start and part.bp_end.max() == row.start + 43
+                continue
+            ref = CHROMS[row.chrom]
+            pieces = [ref[s:e] for s, e in zip(part.bp_start, part.bp_end)]
+            # forward-strand reference text of the tokens, in token order
+            if (row.strand == "-") != rev:  # the model read the minus strand: tokens run right to left
+                assert "".join(pieces[::-1]) == ref[row.start:row.end]
+                assert not (row.strand == "+" and not rev)
+            else:
+                assert "".join(pieces) == ref[row.start:row.end]
+            assert (part.bp_start >= row.start).all() and (part.bp_end <= row.end).all()
+            assert part.has_n.any() == ("N" in ref[row.start:row.end])
+
+
+def test_resume_after_kill_matches_uninterrupted(cnn, fasta, tmp_path, monkeypatch):
+    w = _windows()
+    full = embed_windows(cnn, w, fasta_sequences(fasta), tmp_path / "full", windows_per_shard=3, progress=False)
+    calls = {"n": 0}
+    real = embed_mod._embed_shard
+
+    def dying(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(embed_mod, "_embed_shard", dying)
+    with pytest.raises(KeyboardInterrupt):
+        embed_windows(cnn, w, fasta_sequences(fasta), tmp_path / "killed", windows_per_shard=3, progress=False)
+    killed = ActivationStore(tmp_path / "killed")
+    assert not killed.complete and len(killed.shards) == 1
+    monkeypatch.setattr(embed_mod, "_embed_shard", real)
+    resumed = embed_windows(cnn, w, fasta_sequences(fasta), tmp_path / "killed", windows_per_shard=3, progress=False)
+    assert resumed.complete and resumed.n_tokens == full.n_tokens
+    _assert_same_store(resumed, full)
+    other = load_model(cnn.source["path"], layer=1)
+    with pytest.raises(InputError, match="different settings"):
+        embed_windows(other, w, fasta_sequences(fasta), tmp_path / "killed", windows_per_shard=3, progress=False)
+
+
+def test_parts_merge_equals_single_run(cnn, fasta, tmp_path):
+    w = _windows()
+    seqs = fasta_sequences(fasta)(w)
+    full = embed_windows(cnn, w, seqs, tmp_path / "full", windows_per_shard=2, progress=False)
+    parts = [embed_windows(cnn, w, seqs, tmp_path / f"p{i}", windows_per_shard=2, part=(i, 3), progress=False)
+             for i in range(3)]
+    assert sum(len(p.shards) for p in parts) == len(full.shards) == 5
+    merged = merge_stores([p.path for p in parts[::-1]], tmp_path / "merged")
+    _assert_same_store(merged, full)
+    assert merged.token_table().equals(full.token_table())
+
+
+def test_bad_windows(cnn, fasta, tmp_path):
+    w = _windows()
+    w.loc[1, "end"] = w.loc[1, "start"]
+    with pytest.raises(InputError, match="window w1"):
+        embed_windows(cnn, w, fasta_sequences(fasta), tmp_path / "s", progress=False)
+    w = _windows().iloc[:3]
+    seqs = fasta_sequences(fasta)(w)
+    seqs[2] = seqs[2][:-1]
+    with pytest.raises(InputError, match="window w2"):
+        embed_windows(cnn, w, seqs, tmp_path / "s2", progress=False)
+
+
+def test_storage_dtype_and_batches(cnn, fasta, tmp_path):
+    w = _windows()
+    st = embed_windows(cnn, w, fasta_sequences(fasta), tmp_path / "s", storage_dtype="bfloat16",
+                       windows_per_shard=4, progress=False)
+    sh = next(st.iter_shards(framework="torch"))
+    assert sh["acts"].dtype == torch.bfloat16
+    n = sum(b.shape[0] for b in st.iter_batches(16, exclude_special=True, exclude_n=True))
+    tt = st.token_table()
+    assert n == int((~tt.is_special & ~tt.has_n).sum()) and tt.has_n.any()

@@ -1,0 +1,30 @@
+import base64
+import re
+
+import pandas as pd
+
+from genosae.biomarkers import run_biomarkers, synthetic_activations
+from genosae.report import write_report
+
+
+def test_write_report_is_self_contained(tmp_path):
+    c = synthetic_activations(seed=1)
+    run = run_biomarkers(c.codes, c.tokens, c.windows,
+                         design={"kind": "cohort", "case_label": "case", "control_label": "control"},
+                         params={"permutations": 20, "cv_folds": 3, "kmer_k": 2, "covariates": []},
+                         feature_names=c.feature_names)
+    paths = write_report(tmp_path, biomarkers=run.biomarkers, loci=run.loci, adata=run.adata,
+                         catalog=None, baselines=run.baselines,
+                         calibration=run.permutation.summary(), sae_metrics={"l0": 32.0},
+                         config={"seed": 0}, design_summary=run.design_summary)
+    html = paths["report"].read_text()
+    imgs = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(imgs) >= 3  # volcano, baselines, calibration
+    assert base64.b64decode(imgs[0])[:4] == b"\x89PNG"
+    assert 'href="../../features/dashboards/feature_f7.html"' in html
+    assert "src=\"http" not in html and "<script" not in html
+    for section in ("Design", "QC", "Volcano", "Baselines", "Calibration", "SAE metrics", "Config",
+                    "versions"):
+        assert section in html
+    assert pd.read_csv(paths["biomarkers"]).loc[0, "feature"] == "f7"
+    assert len(pd.read_csv(paths["loci"])) > 0
