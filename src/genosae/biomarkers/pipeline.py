@@ -91,6 +91,8 @@ def run_biomarkers(
     adata = region_profiles(codes, tokens, windows, unit=unit, obs=obs, catalog=catalog,
                             sequences=sequences if unit == "region_id" else None, config=config,
                             feature_names=feature_names)
+    # the reference haplotype is a baseline for per-locus deltas, not a unit of the comparison
+    adata = adata[adata.obs_names != "__reference__"].copy()
     covs = [c for c in params.get("covariates", []) if c in adata.obs.columns]
     skipped = sorted(set(params.get("covariates", [])) - set(covs))
     if skipped:
