@@ -36,6 +36,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--local-dir", default=None, help="copy into this folder (set model.path to it)")
     p.set_defaults(func=_fetch_model)
 
+    p = sub.add_parser("summarize", help="headline numbers of a finished run as Markdown")
+    p.add_argument("--results", default="results", help="the workflow's outdir")
+    p.set_defaults(func=_summarize)
+
     p = sub.add_parser("evaluate-lm", help="held-out masked-base accuracy and bits/base vs the k-mer baseline")
     p.add_argument("--model", required=True)
     p.add_argument("--fasta", default=None)
@@ -61,6 +65,13 @@ def _fetch_model(args: argparse.Namespace) -> int:
     from genosae.model.adapter import fetch_model
 
     print(fetch_model(args.model, revision=args.revision, local_dir=args.local_dir))
+    return 0
+
+
+def _summarize(args: argparse.Namespace) -> int:
+    from genosae.summary import summarize_run
+
+    print(summarize_run(args.results))
     return 0
 
 

@@ -22,6 +22,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="tokens used for the neuron/random-direction baselines")
     p.add_argument("--max-tokens", type=int, default=None, help="use only the first N tokens (quick runs)")
     p.add_argument("--no-logos", action="store_true", help="skip logo PNGs (faster)")
+    p.add_argument("--max-logos", type=int, default=256,
+                   help="logo PNGs for at most this many features (best concept F1 first; ~0.5 s each)")
     p.set_defaults(func=_features)
 
 
@@ -68,7 +70,7 @@ def _features(args: argparse.Namespace) -> int:
         thresholds=fcfg.get("thresholds", (0.0, 0.15, 0.5, 0.6, 0.8)),
         min_f1=fcfg.get("min_f1_captured", 0.5), fdr=fcfg.get("fdr", 0.05),
         top_examples=fcfg.get("top_examples", 10), seed=seed, baseline_tokens=args.baseline_tokens,
-        max_tokens=args.max_tokens, make_logos=not args.no_logos, config=config,
+        max_tokens=args.max_tokens, make_logos=not args.no_logos, max_logos=args.max_logos, config=config,
     )
     for name, path in paths.items():
         print(f"{name}\t{path}")

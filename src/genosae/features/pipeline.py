@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from genosae._io import atomic_path, write_json, write_table
 from genosae.features.activations import (
@@ -98,6 +99,8 @@ def run_features(
     max_tokens: int | None = None,
     batch_size: int = 4096,
     make_logos: bool = True,
+    max_logos: int | None = 256,
+    progress: bool = True,
     config: dict | None = None,
 ) -> dict[str, Path]:
     """Run the features step and write its outputs into ``out_dir``.
@@ -167,8 +170,14 @@ def run_features(
         if motifs:
             motif_df = match_motifs(pwms, motifs)
         if make_logos:
-            for name, pwm in pwms.items():
-                logos[name] = logo_png(pwm, out / "logos" / f"{name}.png", title=name)
+            # logomaker draws ~2 logos/s: draw the features most worth looking at first
+            # (best held-out concept F1, then frequency); the others keep their PWM consensus
+            best_f1 = alignment.groupby("feature")["f1"].max()
+            freq = pd.Series(np.asarray((acts.codes > 0).sum(axis=0)).ravel(), index=acts.feature_names)
+            order = sorted(pwms, key=lambda n: (-best_f1.get(n, 0.0), -freq.get(n, 0)))
+            for name in tqdm(order[:max_logos] if max_logos is not None else order, desc="logos", unit="logo",
+                             disable=not progress):
+                logos[name] = logo_png(pwms[name], out / "logos" / f"{name}.png", title=name)
         gc = token_gc(acts.tokens, windows, seqs)
     t = tick("motifs", t)
 

@@ -82,6 +82,7 @@ def train_lm(cfg: LMTrainConfig) -> Path:
     chroms = [c for c in fa.keys() if c != cfg.holdout_chrom]
     codes = load_codes(cfg.fasta, chroms)
     lengths = np.array([len(c) for c in codes], dtype=np.float64)
+    torch.manual_seed(cfg.seed)  # weight init
     model = GenosaeCNNForMaskedLM(GenosaeCNNConfig(**cfg.model))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     step, history, elapsed = 0, [], 0.0
@@ -113,7 +114,7 @@ def train_lm(cfg: LMTrainConfig) -> Path:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        history.append({"step": step, "loss": float(loss), "bits": float(loss) / math.log(2),
+        history.append({"step": step, "loss": loss.item(), "bits": loss.item() / math.log(2),
                         "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - start_time, 1)})
         bar.update(1)
         bar.set_postfix(bits=f"{history[-1]['bits']:.3f}", tok_s=f"{step * ids.numel() / (time.time() - start_time + 1e-9):.0f}")

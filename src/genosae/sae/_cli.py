@@ -26,6 +26,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="SAE folder (SAELens layout; resumed if present)")
     p.add_argument("--seed", type=int, default=None, help="SAE seed (default: first of sae.seeds)")
     p.add_argument("--device", default=None, help="torch device (default: model.device)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: config threads)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_train)
 
@@ -52,14 +53,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 # ---------------------------------------------------------------------------------- helpers
-def _setup(config_path: str, store_path: str, device: str | None):
+def _setup(config_path: str, store_path: str, device: str | None, threads: int | None = None):
     import torch
 
     from genosae.config import load_config
     from genosae.model.store import ActivationStore
 
     config = load_config(config_path, check_files=False)
-    torch.set_num_threads(int(config.get("threads", 2)))
+    torch.set_num_threads(int(threads or config.get("threads", 2)))
     if not Path(store_path, "manifest.json").exists():
         raise InputError("not an activation store (no manifest.json); run `genosae embed` first",
                          path=store_path)
@@ -105,7 +106,7 @@ def store_metadata(store: Any) -> dict[str, Any]:
 def _train(args: argparse.Namespace) -> int:
     from genosae.sae.train import SAETrainConfig, train_sae
 
-    config, store, held, device = _setup(args.config, args.store, args.device)
+    config, store, held, device = _setup(args.config, args.store, args.device, getattr(args, "threads", None))
     cfg = SAETrainConfig.from_config(config["sae"], seed=args.seed)
     sae = train_sae(store, cfg, args.out, device=device, progress=not args.no_progress,
                     window_mask=~held, metadata=store_metadata(store))
@@ -117,7 +118,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from genosae.sae.evaluate import evaluate_sae, write_metrics
     from genosae.sae.io import load_sae
 
-    config, store, held, device = _setup(args.config, args.store, args.device)
+    config, store, held, device = _setup(args.config, args.store, args.device, getattr(args, "threads", None))
     sae = load_sae(args.sae, device=device)
     adapter = sequences = None
     if args.reference_dir is not None:
@@ -164,7 +165,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from genosae.sae.sweep import sweep
     from genosae.sae.train import SAETrainConfig
 
-    config, store, held, device = _setup(args.config, args.store, args.device)
+    config, store, held, device = _setup(args.config, args.store, args.device, getattr(args, "threads", None))
     sw = config["sae"].get("sweep", {})
     cfg = SAETrainConfig.from_config(config["sae"], training_tokens=int(sw.get("training_tokens",
                                                                               500_000)))
