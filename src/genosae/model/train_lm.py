@@ -384,7 +384,7 @@ Best k-mer baseline: c = {km['best_context']}; the model is **{-ev['delta_bits_v
 (target: ≥ 0.03) and {100 * (ev['model']['accuracy'] - km['accuracy']):+.2f} points in accuracy.
 
 ## Limits
-Trained on one 12-Mb yeast genome for about an hour of CPU: a small model for demos, tests and method
+Trained on one 12-Mb yeast genome for {log['seconds'] / 60:.0f} minutes on 2 CPU cores: a small model for demos, tests and method
 development, not a substitute for Nucleotide Transformer, Caduceus or Evo 2 on other genomes.
 """
     path = model_dir / "README.md"

@@ -1,0 +1,43 @@
+"""The shipped default model loads like a hub model and beats the k-mer baseline on held-out sequence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyfaidx
+import pytest
+from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+from genosae.model.lm import encode_bases
+from genosae.model.train_lm import kmer_context_baseline, load_codes, masked_base_scores
+
+MODEL = Path(__file__).resolve().parents[2] / "models" / "genosae-yeast-cnn"
+
+
+@pytest.fixture(scope="module")
+def model():
+    if not (MODEL / "model.safetensors").exists():
+        pytest.fail(f"the shipped default model is missing from {MODEL}")
+    return AutoModelForMaskedLM.from_pretrained(MODEL, local_files_only=True).eval()
+
+
+def test_loads_with_auto_classes_and_card_numbers(model):
+    tok = AutoTokenizer.from_pretrained(MODEL, local_files_only=True)
+    assert tok("ACGTN")["input_ids"] == encode_bases("ACGTN").tolist()
+    assert model.config.model_type == "genosae-cnn"
+    card = json.loads((MODEL / "eval_heldout.json").read_text())
+    assert card["holdout"].startswith("chrXVI")
+    assert card["delta_bits_vs_kmer"] <= -0.03  # the model card's claim
+
+
+def test_beats_kmer_baseline_on_a_heldout_slice(model, yeast_reference):
+    fasta = pyfaidx.Fasta(str(yeast_reference.fasta), sequence_always_upper=True)
+    assert "chrXVI" in fasta.keys()
+    codes = encode_bases(str(fasta["chrXVI"][300_000:316_000]))  # never seen in training
+    positions, log2p = masked_base_scores(model, codes)
+    train = load_codes(yeast_reference.fasta, [c for c in fasta.keys() if c != "chrXVI"])
+    kmer = kmer_context_baseline(train, codes, positions, contexts=(3, 4))
+    model_bits = float(-log2p.mean())
+    assert model_bits < kmer["bits_per_base"] - 0.02, (model_bits, kmer["bits_per_base"])
+    assert model_bits < 1.9
