@@ -76,7 +76,7 @@ def _reference_files(args: argparse.Namespace, config: dict[str, Any]) -> tuple[
             from genosae.genome.yeast import build_yeast_reference
 
             y = build_yeast_reference(ref["cache_dir"])
-            fasta, ann = fasta or y.fasta, ann or y.annotation
+            fasta, ann = fasta or y.fasta, ann or y.gff3
     return Path(fasta), Path(ann)
 
 
