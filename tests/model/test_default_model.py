@@ -35,7 +35,7 @@ def test_beats_kmer_baseline_on_a_heldout_slice(model, yeast_reference):
     fasta = pyfaidx.Fasta(str(yeast_reference.fasta), sequence_always_upper=True)
     assert "chrXVI" in fasta.keys()
     codes = encode_bases(str(fasta["chrXVI"][300_000:316_000]))  # never seen in training
-    positions, log2p = masked_base_scores(model, codes)
+    positions, log2p, _ = masked_base_scores(model, codes)
     train = load_codes(yeast_reference.fasta, [c for c in fasta.keys() if c != "chrXVI"])
     kmer = kmer_context_baseline(train, codes, positions, contexts=(3, 4))
     model_bits = float(-log2p.mean())

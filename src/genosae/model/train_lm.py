@@ -14,6 +14,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyfaidx
@@ -157,19 +158,26 @@ def eval_positions(length: int, window: int = 512, core: int = 384, stride_mask:
     return starts, flank, stride_mask
 
 
+class MaskedScores(NamedTuple):
+    """Per scored position: its index, log2 P(true base) and whether the argmax base is the true one."""
+
+    positions: np.ndarray
+    log2p: np.ndarray
+    correct: np.ndarray
+
+
 @torch.inference_mode()
 def masked_base_scores(model, codes: np.ndarray, *, window: int = 512, core: int = 384,
-                       stride_mask: int = 8, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Log2-probabilities of the true base at every ACGT position of ``codes`` (masked in turn).
+                       stride_mask: int = 8, batch_size: int = 64) -> MaskedScores:
+    """Score every ACGT position of ``codes`` with that base masked, in one pass.
 
     Each window's central ``core`` bases are scored; within a window, positions ``i ≡ r (mod
     stride_mask)`` are masked together, so each masked base keeps most of its context.
-    Returns ``(positions, log2p)`` sorted by position.
+    Results are sorted by position.
     """
     n = len(codes)
     starts, flank, _ = eval_positions(n, window, core, stride_mask)
     covered = np.zeros(n, dtype=bool)
-    pos_all, lp_all = [], []
     jobs = []
     for s in starts:
         lo = s if s == 0 else s + flank
@@ -181,23 +189,25 @@ def masked_base_scores(model, codes: np.ndarray, *, window: int = 512, core: int
             m = sel[(sel - s) % stride_mask == r]
             if len(m):
                 jobs.append((s, m))
+    pos_all, lp_all, ok_all = [], [], []
     for b in range(0, len(jobs), batch_size):
         chunk = jobs[b : b + batch_size]
         ids = torch.from_numpy(np.stack([codes[s : s + window] for s, _ in chunk]))
         inp = ids.clone()
         for row, (s, m) in enumerate(chunk):
             inp[row, m - s] = MASK_ID
-        logits = model(inp).logits[..., 3:7].float()
-        logp = torch.log_softmax(logits, -1) / math.log(2)
+        logp = torch.log_softmax(model(inp).logits[..., 3:7].float(), -1) / math.log(2)
         for row, (s, m) in enumerate(chunk):
             true = ids[row, m - s] - 3
-            ok = (true >= 0) & (true < 4)
-            lp = logp[row, m - s].gather(-1, true.clamp(0, 3)[:, None])[:, 0]
-            pos_all.append(m[ok.numpy()])
-            lp_all.append(lp[ok].numpy())
-    pos, lp = np.concatenate(pos_all), np.concatenate(lp_all)
+            is_base = ((true >= 0) & (true < 4)).numpy()
+            lp_row = logp[row, m - s]
+            lp = lp_row.gather(-1, true.clamp(0, 3)[:, None])[:, 0]
+            pos_all.append(m[is_base])
+            lp_all.append(lp.numpy()[is_base])
+            ok_all.append((lp_row.argmax(-1) == true).numpy()[is_base])
+    pos = np.concatenate(pos_all)
     order = np.argsort(pos)
-    return pos[order], lp[order]
+    return MaskedScores(pos[order], np.concatenate(lp_all)[order], np.concatenate(ok_all)[order])
 
 
 def kmer_context_baseline(train_codes: list[np.ndarray], eval_codes: np.ndarray, positions: np.ndarray,
@@ -249,11 +259,11 @@ def evaluate_lm(model_dir: str | Path, fasta: str | Path, *, holdout_chrom: str 
     model = AutoModelForMaskedLM.from_pretrained(str(model_dir), local_files_only=True).eval()
     fa = pyfaidx.Fasta(str(fasta), sequence_always_upper=True)
     eval_codes = encode_bases(str(fa[holdout_chrom][start:end]))
-    pos, lp = masked_base_scores(model, eval_codes)
+    scores = masked_base_scores(model, eval_codes)
+    pos, lp = scores.positions, scores.log2p
     train_codes = load_codes(fasta, [c for c in fa.keys() if c != holdout_chrom])
     kmer = kmer_context_baseline(train_codes, eval_codes, pos)
-    # accuracy of the model needs argmax: recompute cheaply from log-probs is not possible; do it here
-    acc = _model_accuracy(model, eval_codes, pos)
+    acc = float(scores.correct.mean())
     result = {
         "holdout": f"{holdout_chrom}:{start}-{end}",
         "n_positions": len(pos),
@@ -265,40 +275,6 @@ def evaluate_lm(model_dir: str | Path, fasta: str | Path, *, holdout_chrom: str 
     if output:
         write_json(result, output)
     return result
-
-
-@torch.inference_mode()
-def _model_accuracy(model, codes: np.ndarray, positions: np.ndarray, window: int = 512, core: int = 384,
-                    stride_mask: int = 8) -> float:
-    """Fraction of scored positions whose argmax base is the true base (same masking plan)."""
-    n = len(codes)
-    starts, flank, _ = eval_positions(n, window, core, stride_mask)
-    covered = np.zeros(n, dtype=bool)
-    hits = total = 0
-    jobs = []
-    for s in starts:
-        lo = s if s == 0 else s + flank
-        hi = min(n, s + window) if s + window >= n else s + flank + core
-        sel = np.arange(lo, hi)
-        sel = sel[~covered[sel]]
-        covered[sel] = True
-        for r in range(stride_mask):
-            m = sel[(sel - s) % stride_mask == r]
-            if len(m):
-                jobs.append((s, m))
-    for b in range(0, len(jobs), 64):
-        chunk = jobs[b : b + 64]
-        ids = torch.from_numpy(np.stack([codes[s : s + window] for s, _ in chunk]))
-        inp = ids.clone()
-        for row, (s, m) in enumerate(chunk):
-            inp[row, m - s] = MASK_ID
-        pred = model(inp).logits[..., 3:7].argmax(-1)
-        for row, (s, m) in enumerate(chunk):
-            true = ids[row, m - s] - 3
-            ok = (true >= 0) & (true < 4)
-            hits += int((pred[row, m - s] == true)[ok].sum())
-            total += int(ok.sum())
-    return hits / max(total, 1)
 
 
 def main_train(args: dict) -> None:
