@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 
 from genosae.biomarkers import resolve_motif, simulate_cohort
-from genosae.biomarkers.simulate import _revcomp, apply_snvs
+from genosae.biomarkers.simulate import apply_snvs
 from genosae.errors import InputError
+from genosae.genome.reference import reverse_complement
 
 
 @pytest.fixture
@@ -56,7 +57,7 @@ def test_vcfs_plant_motif_in_carriers(tiny_genome, tmp_path):
             hap1 = hap1[(hap1["chrom"] == t.chrom) & (hap1["pos"] > t.start) & (hap1["pos"] <= t.end)]
             seq = apply_snvs(region_seq, t.start, hap1["pos"].to_numpy() - 1, hap1["alt"].to_numpy())
             site = seq[t.motif_start - t.start:t.motif_end - t.start]
-            expect = t.motif if t.strand == "+" else _revcomp(t.motif)
+            expect = t.motif if t.strand == "+" else reverse_complement(t.motif)
             if s.sample_id in carriers:
                 assert site == expect
             else:
@@ -75,7 +76,7 @@ def test_fasta_mode_and_motif_resolution(tiny_genome, tmp_path):
     text = open(case_fa).read().splitlines()
     recs = {text[i][1:].split()[0]: text[i + 1] for i in range(0, len(text), 2)}
     t = sim.truth.iloc[0]
-    expect = t.motif if t.strand == "+" else _revcomp(t.motif)
+    expect = t.motif if t.strand == "+" else reverse_complement(t.motif)
     for h in ("h1", "h2"):
         seq = recs[f"{t.region_id}|{h}"]
         assert seq[t.motif_start - t.start:t.motif_end - t.start] == expect

@@ -32,16 +32,12 @@ import scipy.sparse as sp
 
 from genosae._io import atomic_path, write_table
 from genosae.errors import InputError
+from genosae.genome.reference import reverse_complement
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MOTIF = "TTACCCG"  # REB1 core
 Mode = Literal["vcf", "fasta"]
-_COMP = str.maketrans("ACGTNacgtn", "TGCANtgcan")
-
-
-def _revcomp(seq: str) -> str:
-    return seq.translate(_COMP)[::-1]
 
 
 def resolve_motif(motif: str | np.ndarray, *, tax_group: str = "fungi") -> tuple[str, str]:
@@ -192,7 +188,7 @@ def simulate_cohort(
             m_start, site = m_end - L, seq_motif
         else:
             m_start = int(r.start) + motif_offset
-            m_end, site = m_start + L, _revcomp(seq_motif)
+            m_end, site = m_start + L, reverse_complement(seq_motif)
         ref_site = r.sequence[m_start - int(r.start):m_end - int(r.start)].upper()
         diff = [i for i in range(L) if ref_site[i] != site[i]]
         for i in diff:

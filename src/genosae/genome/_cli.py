@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genosae._io import atomic_path, write_json, write_table
+from genosae._io import write_json, write_table
 from genosae.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -32,12 +32,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--design", help="name of a design under 'designs'")
     p.add_argument("--out", required=True, help="windows table (.windows.tsv)")
     p.set_defaults(func=_windows)
-
-
-def write_tsv_gz(df: pd.DataFrame, path: str | Path) -> None:
-    """Write a gzip-compressed TSV atomically."""
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, sep="\t", index=False, compression="gzip")
 
 
 def read_concepts(path: str | Path) -> pd.DataFrame:
@@ -108,13 +102,13 @@ def prepare_reference(config: dict, outdir: str | Path) -> dict:
     t1 = time.time()
     hits = scan_motifs(motifs, reference, threshold=config["motifs"]["pvalue"])
     scan_s = time.time() - t1
-    write_tsv_gz(hits, outdir / "motif_hits.tsv.gz")
+    write_table(hits, outdir / "motif_hits.tsv.gz")
     all_concepts = pd.concat([concepts, motif_concepts(hits)], ignore_index=True)
     order = {c: i for i, c in enumerate(reference.chroms)}
     all_concepts = (all_concepts.assign(_o=all_concepts["chrom"].map(order))
                     .sort_values(["_o", "start", "end", "concept"], kind="stable")
                     .drop(columns="_o").reset_index(drop=True))
-    write_tsv_gz(all_concepts, outdir / "concepts.tsv.gz")
+    write_table(all_concepts, outdir / "concepts.tsv.gz")
     summary = {
         "fasta": str(fasta), "annotation": str(annot_path), "n_chroms": len(reference.chrom_sizes),
         "genome_bp": int(sum(reference.chrom_sizes.values())), "n_features": len(annotation),

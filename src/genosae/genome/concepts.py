@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from genosae.genome.reference import Reference, runs
+from genosae.genome.reference import Reference, reverse_complement, runs
 
 CONCEPT_COLUMNS = ["chrom", "start", "end", "strand", "concept", "name"]
 #: Annotation feature types copied as concepts (feature -> concept name).
@@ -36,7 +36,6 @@ _PERIODIC = re.compile(r"^codon_pos[123]\([+-]\)$")
 _A, _C, _G, _T = (ord(c) for c in "ACGT")
 _IUPAC_SETS = {"A": "A", "C": "C", "G": "G", "T": "T", "W": "AT", "S": "CG", "R": "AG", "Y": "CT",
                "K": "GT", "M": "AC", "N": "ACGT"}
-_RC = str.maketrans("ACGTWSRYKMN", "TGCAWSYRMKN")
 TATA_PATTERNS = ("TATAWAW",)
 POLYA_PATTERNS = ("AATAAA", "ATTAAA", "TAYRTA")
 
@@ -165,14 +164,14 @@ def _sites_in(regions: pd.DataFrame, chrom: str, seq: np.ndarray, patterns: Sequ
             continue
         cov = np.r_[0, np.cumsum(_coverage(r["start"].to_numpy(), r["end"].to_numpy(), n))]
         for pat in patterns:
-            p = pat if strand == "+" else pat.translate(_RC)[::-1]
+            p = pat if strand == "+" else reverse_complement(pat)
             st = match_pattern(seq, p)
             k = len(p)
             st = st[cov[st + k] - cov[st] == k]
             words = seq[st[:, None] + np.arange(k)] if st.size else np.zeros((0, k), np.uint8)
             names = words.view(f"S{k}").ravel().astype(str) if st.size else np.zeros(0, dtype=str)
             if strand == "-" and st.size:
-                names = np.array([w.translate(_RC)[::-1] for w in names])
+                names = np.array([reverse_complement(w) for w in names])
             out.append(_frame(chrom, st, st + k, strand, concept, names.astype(object)))
     return out
 

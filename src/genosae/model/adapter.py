@@ -23,6 +23,7 @@ from torch import nn
 
 import genosae.model.lm  # noqa: F401  (registers the default model type with the Auto classes)
 from genosae.errors import InputError
+from genosae.genome.reference import reverse_complement
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +33,14 @@ DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bf
 
 # byte -> byte: upper-case ACGTN, everything else (IUPAC codes, gaps) -> N
 _NORMALISE = bytes((c if c in b"ACGTN" else (c - 32 if c in b"acgtn" else ord("N"))) for c in range(256))
-_COMPLEMENT = bytes.maketrans(b"ACGTN", b"TGCAN")
+
+
+_revcomp = reverse_complement  # the name is shadowed by the ``reverse_complement`` flag below
 
 
 def normalise_dna(seq: str) -> str:
     """Upper-case ACGTN; any other character becomes ``N`` (same length, so coordinates hold)."""
     return seq.encode("latin-1", errors="replace").translate(_NORMALISE).decode("ascii")
-
-
-def reverse_complement(seq: str) -> str:
-    """Reverse complement of a normalised (ACGTN) sequence."""
-    return seq.encode("ascii").translate(_COMPLEMENT)[::-1].decode("ascii")
 
 
 @dataclass
@@ -349,7 +347,7 @@ class ModelAdapter:
         model reads the reverse complement and spans are given in forward-strand coordinates.
         """
         seqs = [normalise_dna(s) for s in seqs]
-        inputs = [reverse_complement_seq(s) for s in seqs] if reverse_complement else seqs
+        inputs = [_revcomp(normalise_dna(s)) for s in seqs] if reverse_complement else seqs
         results: list[tuple[torch.Tensor, TokenSpans] | None] = [None] * len(seqs)
         for idx in self._buckets(inputs):
             batch = self.tokenize([inputs[i] for i in idx])
@@ -424,11 +422,6 @@ class ModelAdapter:
                 total += float(loss)
                 count += int((targets != -100).sum())
         return total / max(count, 1)
-
-
-def reverse_complement_seq(seq: str) -> str:
-    """Alias of :func:`reverse_complement` (normalises first)."""
-    return reverse_complement(normalise_dna(seq))
 
 
 _CAUSAL_TYPES = {"gpt2", "llama", "mistral", "gpt_neox", "hyenadna", "mamba", "mamba2", "qwen2", "gemma",

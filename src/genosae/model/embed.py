@@ -226,7 +226,8 @@ def fasta_sequences(fasta: str | Path) -> Callable[[pd.DataFrame], list[str]]:
     windows reverse-complemented, a non-empty ``sequence`` column used as is)."""
     import pyfaidx
 
-    from genosae.model.adapter import reverse_complement_seq
+    from genosae.genome.reference import reverse_complement
+    from genosae.model.adapter import normalise_dna
 
     fa = pyfaidx.Fasta(str(fasta), as_raw=True, sequence_always_upper=True)
 
@@ -240,7 +241,7 @@ def fasta_sequences(fasta: str | Path) -> Callable[[pd.DataFrame], list[str]]:
             if chrom not in fa:
                 raise InputError(f"chromosome {chrom!r} is not in the FASTA", path=fasta, record=f"window {chrom}:{s}")
             sub = fa[chrom][int(s):int(e)]
-            out.append(reverse_complement_seq(sub) if strand == "-" else sub)
+            out.append(reverse_complement(normalise_dna(sub)) if strand == "-" else sub)
         return out
 
     return fetch
