@@ -58,6 +58,20 @@ def summarize_run(results: str | Path, *, motif_q: float = 0.05) -> str:
             locus = str(r.top_loci).split(";")[0] if isinstance(r.top_loci, str) else ""
             lines.append(f"| {r.rank} | {r.feature} | {r.label} | {r.direction} | {r.auroc:.3f} | {r.q:.2g} | "
                          f"{r.best_concept} ({r.concept_f1:.2f}) | {r.best_motif} | {locus} |")
+        loc_path = design_dir / "locus_summary.csv"
+        if loc_path.exists():
+            loc = pd.read_csv(loc_path)
+            summ_d = json.loads((design_dir / "design_summary.json").read_text()) \
+                if (design_dir / "design_summary.json").exists() else {}
+            lines += ["", f"Locus-level tests: {summ_d.get('n_significant_locus_tests', '?')} of "
+                      f"{summ_d.get('n_locus_tests', '?')} feature × locus pairs with q ≤ 0.05, at "
+                      f"{int((loc['n_sig_features'] > 0).sum())} of {len(loc)} loci.", "",
+                      "| locus rank | locus | features changed | min q | most case-enriched variant |",
+                      "|---|---|---|---|---|"]
+            for r in loc.head(5).itertuples():
+                var = str(r.variants).split(";")[0] if isinstance(r.variants, str) else ""
+                lines.append(f"| {r.locus_rank} | {r.chrom}:{r.start}-{r.end} ({r.name}) | "
+                             f"{r.n_sig_features} | {r.min_q:.2g} | {var} |")
         base = design_dir / "baselines.csv"
         if base.exists():
             b = pd.read_csv(base)

@@ -62,3 +62,18 @@ def test_constant_feature_and_errors(fixed):
         bstats.test_features(fixed, case="case", control="ctrl")
     ranked = bstats.rank_features(t)
     assert ranked.loc[0, "feature"] == "0"
+
+
+def test_mann_whitney_method_per_column_like_scipy():
+    from genosae.biomarkers.stats import mann_whitney
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(6, 5)), rng.normal(size=(7, 5))
+    x[:, 0], y[:, 0] = 0.0, np.r_[0.0, 1.0, 0.0, 2.0, 0.0, 0.0, 3.0]  # ties only in column 0
+    u, p = mann_whitney(x, y)
+    for j in range(5):
+        ref = stats.mannwhitneyu(x[:, j], y[:, j], alternative="two-sided")
+        assert p[j] == pytest.approx(ref.pvalue, rel=1e-12) and u[j] == ref.statistic
+    big_x, big_y = rng.normal(size=(12, 3)), rng.normal(size=(10, 3))
+    _, p = mann_whitney(big_x, big_y)
+    np.testing.assert_allclose(p, stats.mannwhitneyu(big_x, big_y, axis=0).pvalue, rtol=1e-12)

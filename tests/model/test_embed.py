@@ -9,6 +9,7 @@ import torch
 from tiny_lms import random_dna
 
 from genosae.errors import InputError
+from genosae.genome.reference import reverse_complement
 from genosae.model import embed as embed_mod
 from genosae.model.adapter import load_model
 from genosae.model.embed import embed_windows, fasta_sequences
@@ -31,6 +32,8 @@ def _windows() -> pd.DataFrame:
         s = 17 * i
         rows.append((f"w{i}", chrom, s, s + 40 + i, "-" if i % 3 == 0 else "+", f"r{i}", None))
     rows.append(("hap", "chrA", 100, 140, "+", "r9", random_dna(43, 99)))  # haplotype with an insertion
+    # a minus-strand haplotype given in window orientation (as cohort_windows writes them)
+    rows.append(("hapm", "chrB", 50, 90, "-", "r10", reverse_complement(CHROMS["chrB"][50:90])))
     return pd.DataFrame(rows, columns=["window_id", "chrom", "start", "end", "strand", "region_id", "sequence"])
 
 
@@ -113,7 +116,7 @@ def test_parts_merge_equals_single_run(cnn, fasta, tmp_path):
     full = embed_windows(cnn, w, seqs, tmp_path / "full", windows_per_shard=2, progress=False)
     parts = [embed_windows(cnn, w, seqs, tmp_path / f"p{i}", windows_per_shard=2, part=(i, 3), progress=False)
              for i in range(3)]
-    assert sum(len(p.shards) for p in parts) == len(full.shards) == 5
+    assert sum(len(p.shards) for p in parts) == len(full.shards) == 6  # 11 windows, 2 per shard
     merged = merge_stores([p.path for p in parts[::-1]], tmp_path / "merged")
     _assert_same_store(merged, full)
     assert merged.token_table().equals(full.token_table())

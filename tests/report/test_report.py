@@ -13,7 +13,8 @@ def test_write_report_is_self_contained(tmp_path):
                          design={"kind": "cohort", "case_label": "case", "control_label": "control"},
                          params={"permutations": 20, "cv_folds": 3, "kmer_k": 2, "covariates": []},
                          feature_names=c.feature_names)
-    paths = write_report(tmp_path, biomarkers=run.biomarkers, loci=run.loci, adata=run.adata,
+    paths = write_report(tmp_path, biomarkers=run.biomarkers, loci=run.loci,
+                         locus_table=run.locus_table, adata=run.adata,
                          catalog=None, baselines=run.baselines,
                          calibration=run.permutation.summary(), sae_metrics={"l0": 32.0},
                          config={"seed": 0}, design_summary=run.design_summary)
@@ -23,8 +24,14 @@ def test_write_report_is_self_contained(tmp_path):
     assert base64.b64decode(imgs[0])[:4] == b"\x89PNG"
     assert 'href="../../features/dashboards/feature_f7.html"' in html
     assert "src=\"http" not in html and "<script" not in html
-    for section in ("Design", "QC", "Volcano", "Baselines", "Calibration", "SAE metrics", "Config",
-                    "versions"):
+    for section in ("Design", "QC", "Volcano", "features without covariates",
+                    "features adjusted for covariates", "Loci (variant-aware", "Baselines",
+                    "Calibration", "SAE metrics", "Config", "versions"):
         assert section in html
     assert pd.read_csv(paths["biomarkers"]).loc[0, "feature"] == "f7"
     assert len(pd.read_csv(paths["loci"])) > 0
+    # the locus table ranks the planted loci first and names their case-enriched variants
+    loci_html = html.split("Loci (variant-aware")[1].split("</table>")[0]
+    for rid in c.planted_regions:
+        assert rid in loci_html
+    assert "(case 1.0 / control 0.0)" in loci_html

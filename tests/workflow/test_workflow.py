@@ -44,6 +44,15 @@ def test_tiny_run_produces_every_output_and_reruns_as_noop(tiny_run):
         assert len(bio) > 0 and {"feature", "p", "q", "auroc"} <= set(bio.columns)
         assert (out / "biomarkers" / design / "report.html").stat().st_size > 1000
         assert (out / "biomarkers" / design / "profiles.h5ad").exists()
+    loci = pd.read_csv(out / "biomarkers" / "cohort" / "locus_summary.csv")
+    n_regions = pd.read_csv(tiny_run / "results" / "simulate" / "cohort" / "regions.bed", sep="\t",
+                            header=None).shape[0]
+    assert len(loci) == n_regions and loci["locus_rank"].tolist() == list(range(1, n_regions + 1))
+    variants = pd.read_csv(out / "biomarkers" / "cohort" / "locus_variants.csv")
+    truth = pd.read_csv(tiny_run / "results" / "simulate" / "cohort" / "truth.tsv", sep="\t")
+    # every planted promoter shows its motif SNVs as variants carried by cases only
+    enriched = variants[(variants["freq_control"] == 0) & (variants["freq_case"] > 0)]
+    assert set(truth.loc[truth["n_snvs"] > 0, "region_id"]) <= set(enriched["region_id"])
     catalog = pd.read_csv(out / "features" / "feature_catalog.csv")
     assert len(catalog) > 0
     assert (out / "sae" / "seed0" / "eval_metrics.json").exists()

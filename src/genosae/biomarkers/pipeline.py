@@ -20,7 +20,9 @@ from genosae.biomarkers.baselines import (
     unit_sequences,
 )
 from genosae.biomarkers.calibration import PermutationResult, cv_classifier, permutation_null
+from genosae.biomarkers.loci import locus_summary, locus_variants, test_loci, variant_labels
 from genosae.biomarkers.profiles import (
+    REFERENCE_SAMPLE,
     LocusProfiles,
     locus_profiles,
     region_profiles,
@@ -45,6 +47,9 @@ class BiomarkerRun:
     baselines: pd.DataFrame
     design_summary: dict[str, Any]
     locus_profiles: LocusProfiles | None = None
+    locus_tests: pd.DataFrame | None = None
+    locus_table: pd.DataFrame | None = None
+    variants: pd.DataFrame | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -92,7 +97,7 @@ def run_biomarkers(
                             sequences=sequences if unit == "region_id" else None, config=config,
                             feature_names=feature_names)
     # the reference haplotype is a baseline for per-locus deltas, not a unit of the comparison
-    adata = adata[adata.obs_names != "__reference__"].copy()
+    adata = adata[adata.obs_names != REFERENCE_SAMPLE].copy()
     covs = [c for c in params.get("covariates", []) if c in adata.obs.columns]
     skipped = sorted(set(params.get("covariates", [])) - set(covs))
     if skipped:
@@ -125,17 +130,24 @@ def run_biomarkers(
     baselines = compare_methods(results, alpha)
     ranked = biomarker_table(stats)
     top = ranked.head(n_loci_features)
-    lp = None
+    lp, tests, locus_table, variants = None, None, None, None
     if unit == "sample_id" and "region_id" in windows.columns:
-        lp = locus_profiles(codes, tokens, windows.assign(
-            condition=windows["sample_id"].astype(str).map(adata.obs["condition"].astype(str))
-        ), feature_names=feature_names)
+        cond = windows["sample_id"].astype(str).map(adata.obs["condition"].astype(str))
+        lp = locus_profiles(codes, tokens, windows.assign(condition=cond), feature_names=feature_names)
         names = None
         if "name" in windows.columns:
-            names = windows.drop_duplicates("region_id").set_index(
-                windows.drop_duplicates("region_id")["region_id"].astype(str))["name"]
-        loci = biomarker_loci(top["feature"], top["direction"], loci=lp, case=case, control=control,
-                              n_loci=n_loci, region_names=names)
+            first = windows.drop_duplicates("region_id")
+            names = first.set_index(first["region_id"].astype(str))["name"]
+        tests = test_loci(lp, case=case, control=control)
+        if "sequence" in windows.columns and (windows["sample_id"] == REFERENCE_SAMPLE).any():
+            variants = locus_variants(windows.assign(condition=cond), case=case, control=control)
+        labels = variant_labels(variants) if variants is not None else None
+        loci = biomarker_loci(top["feature"], top["direction"], loci=lp, locus_tests=tests,
+                              variants=labels, case=case, control=control, n_loci=n_loci,
+                              region_names=names)
+        locus_table = locus_summary(tests, lp.regions, alpha=alpha, names=names, variants=labels)
+        stats = stats.merge(tests.assign(sig=tests["q"] <= alpha).groupby("feature")["sig"].sum()
+                            .rename("n_sig_loci").reset_index(), on="feature", how="left")
     else:
         loci = biomarker_loci(top["feature"], top["direction"], adata=adata, case=case,
                               control=control, n_loci=n_loci)
@@ -148,11 +160,16 @@ def run_biomarkers(
         "n_significant": int((stats["q"] <= alpha).sum()),
         "n_significant_adjusted": int((stats["q_adjusted"] <= alpha).sum()),
     }
+    if tests is not None:
+        summary["n_locus_tests"] = len(tests)
+        summary["n_significant_locus_tests"] = int((tests["q"] <= alpha).sum())
+        summary["n_loci_with_signal"] = int((locus_table["n_sig_features"] > 0).sum())
     adata.uns["genosae"]["design_summary"] = {k: v for k, v in summary.items() if v is not None
                                               and not isinstance(v, list)}
     return BiomarkerRun(adata=adata, stats=stats, biomarkers=table, loci=loci, permutation=perm,
                         classifier=clf.to_dict(), baselines=baselines, design_summary=summary,
-                        locus_profiles=lp)
+                        locus_profiles=lp, locus_tests=tests, locus_table=locus_table,
+                        variants=variants)
 
 
 def write_run(run: BiomarkerRun, out_dir: str | Path) -> dict[str, Path]:
@@ -172,4 +189,14 @@ def write_run(run: BiomarkerRun, out_dir: str | Path) -> dict[str, Path]:
     write_json(run.permutation.summary() if run.permutation else {}, paths["calibration"])
     write_json(run.classifier, paths["classifier"])
     write_json(run.design_summary, paths["summary"])
+    if run.locus_tests is not None:
+        alpha = float(run.design_summary.get("alpha", 0.05))
+        paths["locus_tests"] = out / "locus_tests.csv.gz"
+        paths["locus_summary"] = out / "locus_summary.csv"
+        sig = run.locus_tests[run.locus_tests["q"] <= alpha].sort_values(["p", "feature"])
+        write_table(sig, paths["locus_tests"])
+        write_table(run.locus_table, paths["locus_summary"])
+    if run.variants is not None:
+        paths["variants"] = out / "locus_variants.csv"
+        write_table(run.variants, paths["variants"])
     return paths

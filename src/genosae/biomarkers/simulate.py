@@ -349,7 +349,12 @@ def synthetic_activations(
     start = 1000 * (r_idx + 1)
     hit = np.isin(np.asarray(samples)[s_idx], carriers) & np.isin(np.asarray(regions)[r_idx],
                                                                  planted_regions)
-    bases = np.frombuffer(b"ACGT", dtype=np.uint8)[rng.integers(0, 4, (n_win, tokens_per_window))]
+    # every sample carries the region's reference sequence with rare background SNVs (and the
+    # __reference__ sample exactly the reference), so per-locus variant calls are meaningful
+    acgt = np.frombuffer(b"ACGT", dtype=np.uint8)
+    bases = acgt[rng.integers(0, 4, (n_regions, tokens_per_window))][r_idx]
+    snv = (rng.random(bases.shape) < 0.01) & (np.asarray(samples)[s_idx] != "__reference__")[:, None]
+    bases[snv] = acgt[(np.searchsorted(acgt, bases[snv]) + rng.integers(1, 4, int(snv.sum()))) % 4]
     m = np.frombuffer(motif.encode(), dtype=np.uint8)
     off = 10
     bases[np.ix_(np.flatnonzero(hit), off + np.arange(min(m.size, tokens_per_window - off)))] = \

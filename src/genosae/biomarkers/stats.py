@@ -29,6 +29,30 @@ def bh(p: np.ndarray, axis: int = -1) -> np.ndarray:
     return sst.false_discovery_control(p, axis=axis, method="bh")
 
 
+def mann_whitney(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided Mann-Whitney U along axis 0, column by column as ``scipy.stats.mannwhitneyu``.
+
+    Vectorised scipy picks one method for all columns (asymptotic as soon as *any* column has a
+    tie), so a column's p would depend on the others; here each column gets the method scipy's
+    ``"auto"`` would pick for it alone (exact when both groups have ≤ 8 values and it has no tie).
+    Returns ``(U of x, p)``.
+    """
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    u, p = np.full(x.shape[1:], np.nan), np.full(x.shape[1:], np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if x.shape[0] > 8 and y.shape[0] > 8:
+            res = sst.mannwhitneyu(x, y, axis=0, alternative="two-sided", method="asymptotic")
+            return np.asarray(res.statistic, dtype=float), np.asarray(res.pvalue, dtype=float)
+        both = np.sort(np.concatenate([x, y], axis=0), axis=0)
+        ties = (np.diff(both, axis=0) == 0).any(axis=0)
+        for mask, method in ((ties, "asymptotic"), (~ties, "exact")):
+            if mask.any():
+                res = sst.mannwhitneyu(x[:, mask], y[:, mask], axis=0, alternative="two-sided",
+                                       method=method)
+                u[mask], p[mask] = res.statistic, res.pvalue
+    return u, p
+
+
 def layer_matrix(adata: ad.AnnData, layer: str | None) -> np.ndarray:
     """Dense float64 copy of ``adata.layers[layer]`` (``X`` when ``layer`` is None)."""
     if layer is not None and layer not in adata.layers:
@@ -140,13 +164,13 @@ def test_features(
     xc, xk = x[is_case], x[is_ctrl]
     n1, n2 = len(xc), len(xk)
     mean_c, mean_k = xc.mean(axis=0), xk.mean(axis=0)
+    u_stat, mw_p = mann_whitney(xc, xk)
     with np.errstate(divide="ignore", invalid="ignore"):
-        mw = sst.mannwhitneyu(xc, xk, axis=0, alternative="two-sided")
         welch = sst.ttest_ind(xc, xk, axis=0, equal_var=False)
     const = (np.ptp(np.vstack([xc, xk]), axis=0) == 0)
-    p = np.where(const | np.isnan(mw.pvalue), 1.0, mw.pvalue)
+    p = np.where(const | np.isnan(mw_p), 1.0, mw_p)
     welch_p = np.where(np.isnan(welch.pvalue), np.where(mean_c == mean_k, 1.0, 0.0), welch.pvalue)
-    auroc = np.asarray(mw.statistic, dtype=float) / (n1 * n2)
+    auroc = u_stat / (n1 * n2)
     sel = is_case | is_ctrl
     cov = covariate_frame(adata.obs.loc[sel], covariates)
     coef, p_adj = _ols_condition(x[sel], is_case[sel], cov)
@@ -158,7 +182,7 @@ def test_features(
         "log2fc": np.log2((mean_c + pseudocount) / (mean_k + pseudocount)),
         "cliffs_delta": 2 * auroc - 1,
         "auroc": auroc,
-        "u_stat": np.asarray(mw.statistic, dtype=float),
+        "u_stat": u_stat,
         "p": p,
         "q": bh(p),
         "welch_p": welch_p,
@@ -175,9 +199,10 @@ def test_features(
 
 
 def rank_features(table: pd.DataFrame) -> pd.DataFrame:
-    """Sort a statistics table: smallest q, then smallest p, then largest |Cliff's delta|."""
-    key = table.assign(_abs=-table["cliffs_delta"].abs())
-    order = key.sort_values(["q", "p", "_abs", "feature"], kind="stable").index
+    """Sort a statistics table: smallest q, then smallest p, then largest |Cliff's delta|, then
+    largest |log2 fold change| (ties in the rank statistics are common with small groups)."""
+    key = table.assign(_abs=-table["cliffs_delta"].abs(), _fc=-table["log2fc"].abs())
+    order = key.sort_values(["q", "p", "_abs", "_fc", "feature"], kind="stable").index
     return table.loc[order].reset_index(drop=True)
 
 

@@ -14,13 +14,14 @@ from genosae.biomarkers.stats import layer_matrix, rank_features
 
 BIOMARKER_COLUMNS = (
     "rank", "feature", "label", "direction", "mean_diff", "log2fc", "cliffs_delta", "auroc", "p", "q",
-    "q_adjusted", "empirical_p", "empirical_p_maxstat", "welch_p", "p_adjusted", "mean_case",
+    "q_adjusted", "empirical_p", "empirical_p_maxstat", "welch_p", "coef_adjusted", "p_adjusted", "mean_case",
     "mean_control", "n_case", "n_control", "best_concept", "concept_f1", "best_motif", "motif_score",
-    "top_loci",
+    "top_loci", "n_sig_loci",
 )
 LOCI_COLUMNS = (
     "feature", "locus_rank", "region_id", "name", "chrom", "start", "end", "strand", "mean_case",
-    "mean_control", "delta", "direction",
+    "mean_control", "delta", "direction", "ref_delta_case", "ref_delta_control", "auroc", "p", "q",
+    "variants",
 )
 
 
@@ -37,6 +38,8 @@ def biomarker_loci(
     *,
     adata: ad.AnnData | None = None,
     loci: LocusProfiles | None = None,
+    locus_tests: pd.DataFrame | None = None,
+    variants: pd.Series | None = None,
     layer: str = "mean",
     condition: str = "condition",
     case: str = "case",
@@ -44,20 +47,34 @@ def biomarker_loci(
     n_loci: int = 10,
     region_names: pd.Series | None = None,
 ) -> pd.DataFrame:
-    """Feature × locus rows where the case/control difference is largest (in the feature's direction).
+    """Feature × locus rows: the loci that drive each feature's case/control difference.
 
-    Cohorts (``loci`` given): per region, mean over case samples minus mean over control samples.
-    Region designs (``adata`` with regions as units): each case region's value minus the control
-    mean. Columns :data:`LOCI_COLUMNS`; ``name`` is the gene name when ``region_names`` maps it.
+    Cohorts (``loci`` given): per region, mean over case samples minus mean over control samples;
+    with ``locus_tests`` (from :func:`~genosae.biomarkers.loci.test_loci`) loci are ranked by their
+    locus-level p, then by the difference in the feature's direction, and the test columns are
+    filled. Region designs (``adata`` with regions as units): each case region's value minus the
+    control mean, ranked by that difference. ``variants`` maps region id → its case-enriched
+    variants (:func:`~genosae.biomarkers.loci.variant_labels`). Columns :data:`LOCI_COLUMNS`.
     """
     feats = [str(f) for f in features]
+    sign = pd.Series(np.where(np.asarray(directions) == "down", -1.0, 1.0), index=feats)
     if loci is not None:
-        is_case, is_ctrl = loci.conditions == case, loci.conditions == control
-        mc = np.nanmean(loci.mean[is_case], axis=0)
-        mk = np.nanmean(loci.mean[is_ctrl], axis=0)
         regions = loci.regions.reset_index(drop=True)
-        col = pd.Index(loci.features).get_indexer(feats)
-        mean_case, mean_ctrl = mc[:, col], np.broadcast_to(mk[:, col], mc[:, col].shape)
+        if locus_tests is None:
+            from genosae.biomarkers.loci import test_loci
+
+            locus_tests = test_loci(loci, case=case, control=control, features=feats)
+        t = locus_tests[locus_tests["feature"].astype(str).isin(feats)].copy()
+        t["feature"] = t["feature"].astype(str)
+        t["_score"] = -(t["delta"] * t["feature"].map(sign)).fillna(np.inf)
+        t = t.sort_values(["feature", "p", "_score", "region_id"], kind="stable")
+        t = t.groupby("feature", sort=False).head(n_loci)
+        t["locus_rank"] = t.groupby("feature", sort=False).cumcount() + 1
+        order = pd.Series(np.arange(len(feats)), index=feats)
+        out = t.sort_values(["feature", "locus_rank"], key=lambda c: c.map(order)
+                            if c.name == "feature" else c).reset_index(drop=True)
+        out = out.merge(regions.assign(region_id=regions["region_id"].astype(str)), on="region_id",
+                        how="left")
     elif adata is not None:
         x = layer_matrix(adata, layer)
         labels = adata.obs[condition].astype(str).to_numpy()
@@ -66,33 +83,30 @@ def biomarker_loci(
         mean_case = x[cases][:, col]
         mean_ctrl = np.broadcast_to(x[labels == control][:, col].mean(axis=0), mean_case.shape)
         regions = adata.obs.iloc[cases].reset_index(names="region_id")
+        delta = mean_case - mean_ctrl
+        score = np.nan_to_num(delta * sign.to_numpy()[None, :], nan=-np.inf)
+        n = min(n_loci, score.shape[0])
+        top = np.argsort(-score, axis=0, kind="stable")[:n]  # [n, n_features]
+        f_idx = np.repeat(np.arange(len(feats))[None, :], n, axis=0).T.ravel()
+        r = top.T.ravel()
+        out = pd.DataFrame({"feature": np.asarray(feats)[f_idx],
+                            "locus_rank": np.tile(np.arange(1, n + 1), len(feats)),
+                            "mean_case": mean_case[r, f_idx], "mean_control": mean_ctrl[r, f_idx],
+                            "delta": delta[r, f_idx]})
+        reg = regions.iloc[r].reset_index(drop=True)
+        for c in ("region_id", "chrom", "start", "end", "strand", "name"):
+            if c in reg.columns:
+                out[c] = reg[c].to_numpy()
     else:
         msg = "biomarker_loci needs adata or loci"
         raise ValueError(msg)
-    delta = mean_case - mean_ctrl
-    sign = np.where(np.asarray(directions) == "down", -1.0, 1.0)
-    score = np.nan_to_num(delta * sign[None, :], nan=-np.inf)
-    n = min(n_loci, score.shape[0])
-    top = np.argsort(-score, axis=0, kind="stable")[:n]  # [n, n_features]
-    f_idx = np.repeat(np.arange(len(feats))[None, :], n, axis=0)
-    out = pd.DataFrame({
-        "feature": np.asarray(feats)[f_idx.T.ravel()],
-        "locus_rank": np.tile(np.arange(1, n + 1), len(feats)),
-        "r": top.T.ravel(),
-    })
-    out["mean_case"] = mean_case[out["r"], f_idx.T.ravel()]
-    out["mean_control"] = mean_ctrl[out["r"], f_idx.T.ravel()]
-    out["delta"] = delta[out["r"], f_idx.T.ravel()]
-    reg = regions.iloc[out["r"].to_numpy()].reset_index(drop=True)
-    for c in ("region_id", "chrom", "start", "end", "strand"):
-        out[c] = reg[c].to_numpy() if c in reg.columns else None
     if region_names is not None:
         out["name"] = out["region_id"].astype(str).map(region_names).fillna(out["region_id"])
-    elif "name" in reg.columns:
-        out["name"] = reg["name"].to_numpy()
-    else:
+    elif "name" not in out.columns:
         out["name"] = out["region_id"]
     out["direction"] = np.where(out["delta"] > 0, "up", np.where(out["delta"] < 0, "down", "none"))
+    if variants is not None:
+        out["variants"] = out["region_id"].astype(str).map(variants).fillna("")
     return out.reindex(columns=list(LOCI_COLUMNS))
 
 

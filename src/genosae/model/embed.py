@@ -48,17 +48,18 @@ def part_shards(n_shards: int, part: tuple[int, int]) -> list[int]:
 
 
 def reference_spans(
-    windows: pd.DataFrame, seq_lengths: np.ndarray, own_sequence: np.ndarray
+    windows: pd.DataFrame, seq_lengths: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-window ``(offset, sign, length)`` mapping a sequence position ``p`` to the reference.
 
-    ``+`` windows: ``ref = start + p``; ``-`` windows (reverse-complemented reference slices):
-    ``ref = end - 1 - p``; windows with their own ``sequence`` (variant haplotypes) map linearly
-    from their start whatever their length.
+    ``+`` windows: ``ref = start + p``; ``-`` windows (sequences in window orientation, i.e.
+    reverse-complemented reference slices or haplotypes): ``ref = end - 1 - p``. Windows with their
+    own ``sequence`` (variant haplotypes) map linearly from the window's 5' end whatever their
+    length (exact for SNVs; after an indel the positions are shifted by its length).
     """
     start = windows["start"].to_numpy(np.int64)
     end = windows["end"].to_numpy(np.int64)
-    minus = (windows["strand"].astype(str).to_numpy() == "-") & ~own_sequence
+    minus = windows["strand"].astype(str).to_numpy() == "-"
     offset = np.where(minus, end, start)
     sign = np.where(minus, -1, 1)
     return offset, sign, seq_lengths
@@ -115,7 +116,7 @@ def _embed_shard(
             t0 += n
     lw = np.concatenate(local_w)
     s, e, spec = np.concatenate(start), np.concatenate(end), np.concatenate(special)
-    offset, sign, _ = reference_spans(win, lengths, own)
+    offset, sign, _ = reference_spans(win, lengths)
     off, sg = offset[lw], sign[lw]
     # + strand: [off + s, off + e); - strand: positions end-1-p, so [off - e, off - s)
     ref_s = np.where(sg > 0, off + s, off - e)

@@ -44,6 +44,7 @@ def _report(args: argparse.Namespace) -> int:
     loci_path = d / "biomarker_loci.csv"
     loci = pd.read_csv(loci_path) if loci_path.exists() and loci_path.stat().st_size > 1 else None
     baselines = pd.read_csv(d / "baselines.csv") if (d / "baselines.csv").exists() else None
+    locus_table = pd.read_csv(d / "locus_summary.csv") if (d / "locus_summary.csv").exists() else None
     metrics: dict = {}
     for m in args.sae_metrics or []:
         flat = _json(Path(m))
@@ -56,7 +57,7 @@ def _report(args: argparse.Namespace) -> int:
     if clf:
         summary["L1 logistic CV AUROC (SAE features)"] = clf.get("auroc")
         summary["features selected by L1"] = ", ".join(clf.get("selected", [])[:10])
-    write_html(args.out, biomarkers=biomarkers, loci=loci, baselines=baselines,
+    write_html(args.out, biomarkers=biomarkers, loci=loci, locus_table=locus_table, baselines=baselines,
                calibration=_json(d / "calibration.json"), sae_metrics=metrics, config=config,
                design_summary=summary, alpha=config["biomarkers"]["alpha"],
                title=f"genosae biomarkers: {args.design}")

@@ -109,10 +109,26 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _feature_table(rows: pd.DataFrame, *, adjusted: bool = False) -> str:
+    """Feature rows as HTML with dashboard links (adjusted: the covariate-model columns first)."""
+    stat = (["coef_adjusted", "p_adjusted", "q_adjusted", "q"] if adjusted
+            else ["cliffs_delta", "auroc", "log2fc", "p", "q", "q_adjusted", "empirical_p"])
+    shown = [c for c in ["rank", "feature", "label", "direction", *stat, "n_sig_loci", "best_concept",
+                         "best_motif", "top_loci"] if c in rows.columns]
+    out = rows[shown].copy()
+    for c in out.columns:
+        if out[c].dtype == object:
+            out[c] = out[c].fillna("").astype(str).map(html.escape)
+    out["feature"] = rows["feature"].astype(str).map(
+        lambda f: f'<a href="{DASHBOARD_LINK.format(id=html.escape(f))}">{html.escape(f)}</a>')
+    return _table(out, escape=False)
+
+
 def render_report(
     *,
     biomarkers: pd.DataFrame,
     loci: pd.DataFrame | None = None,
+    locus_table: pd.DataFrame | None = None,
     qc: Mapping[str, Any] | None = None,
     baselines: pd.DataFrame | None = None,
     calibration: Mapping[str, Any] | None = None,
@@ -125,29 +141,39 @@ def render_report(
     title: str = "genosae biomarker report",
 ) -> str:
     """The report as one HTML string (no external files: plots are inline base64 PNGs)."""
-    top = biomarkers.head(n_top).copy()
-    link = top["feature"].astype(str).map(
-        lambda f: f'<a href="{DASHBOARD_LINK.format(id=html.escape(f))}">{html.escape(f)}</a>')
-    shown = [c for c in ("rank", "feature", "label", "direction", "cliffs_delta", "auroc", "log2fc",
-                         "p", "q", "q_adjusted", "empirical_p", "best_concept", "best_motif",
-                         "top_loci") if c in top.columns]
-    top_html = top[shown].copy()
-    for c in top_html.columns:
-        if top_html[c].dtype == object:
-            top_html[c] = top_html[c].fillna("").astype(str).map(html.escape)
-    top_html["feature"] = link
     n_sig = int((biomarkers["q"] <= alpha).sum())
+    covs = (design_summary or {}).get("covariates_used") or []
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
     parts += ["<h2>Design</h2>", _kv(design_summary)]
-    parts += ["<h2>QC</h2>", _kv({**(qc or {}), "features tested": len(biomarkers),
-                                  f"features with q ≤ {alpha}": n_sig})]
+    qc_rows = {**(qc or {}), "features tested": len(biomarkers), f"features with q ≤ {alpha}": n_sig}
+    if "q_adjusted" in biomarkers.columns:
+        qc_rows[f"features with q_adjusted ≤ {alpha}"] = int((biomarkers["q_adjusted"] <= alpha).sum())
+    parts += ["<h2>QC</h2>", _kv(qc_rows)]
     parts += ["<h2>Volcano plot</h2>", volcano_plot(biomarkers, alpha)]
-    parts += [f"<h2>Top {len(top)} features</h2>",
-              '<p class="note">Feature ids link to the feature dashboards. Ranked by q, then p, '
-              "then |Cliff's delta|.</p>", _table(top_html, escape=False)]
+    parts += [f"<h2>Top {min(n_top, len(biomarkers))} features without covariates</h2>",
+              '<p class="note">Two-sided Mann-Whitney U on the per-unit mean activation, BH q over '
+              "features; ranked by q, then p, then |Cliff's delta|. Feature ids link to the feature "
+              "dashboards.</p>", _feature_table(biomarkers.head(n_top))]
+    if "q_adjusted" in biomarkers.columns:
+        adj = biomarkers.sort_values(["q_adjusted", "p_adjusted", "rank"], kind="stable").head(n_top)
+        note = (f"adjusted for {', '.join(map(str, covs))}" if covs else
+                "no covariates were available, so this is the plain OLS (pooled t-test)")
+        parts += [f"<h2>Top {len(adj)} features adjusted for covariates</h2>",
+                  f'<p class="note">OLS <code>feature ~ 1 + case + covariates</code> ({html.escape(note)}); '
+                  "ranked by q_adjusted. A feature in the first table but not here is explained by "
+                  "the covariates (e.g. sequence composition).</p>",
+                  _feature_table(adj, adjusted=True)]
+    if locus_table is not None and len(locus_table):
+        parts += ["<h2>Loci (variant-aware, feature × locus tests)</h2>",
+                  '<p class="note">Every feature tested at every locus (Mann-Whitney U of the samples\' '
+                  "locus mean activation, equivalently of their delta to the reference haplotype; "
+                  "BH over all feature × locus pairs). Loci ranked by the number of features with "
+                  f"q ≤ {alpha}; <i>variants</i> are the locus's most case-enriched variants.</p>",
+                  _table(locus_table.head(n_top))]
     if loci is not None and len(loci):
-        first = loci[loci["feature"].astype(str).isin(top["feature"].astype(str).head(5))]
+        top5 = biomarkers["feature"].astype(str).head(5)
+        first = loci[loci["feature"].astype(str).isin(top5)]
         parts += ["<h2>Top loci of the top 5 features</h2>", _table(first.head(50))]
     parts += ["<h2>Baselines: SAE features vs k-mers vs linear probe</h2>"]
     if baselines is not None and len(baselines):
@@ -182,6 +208,7 @@ def write_report(
     *,
     biomarkers: pd.DataFrame,
     loci: pd.DataFrame | None = None,
+    locus_table: pd.DataFrame | None = None,
     adata: Any = None,
     catalog: pd.DataFrame | None = None,
     baselines: pd.DataFrame | None = None,
@@ -218,7 +245,8 @@ def write_report(
              "report": out / html_name}
     write_table(biomarkers, paths["biomarkers"])
     write_table(loci if loci is not None else pd.DataFrame(), paths["loci"])
-    text = render_report(biomarkers=biomarkers, loci=loci, qc=qc, baselines=baselines,
+    text = render_report(biomarkers=biomarkers, loci=loci, locus_table=locus_table, qc=qc,
+                         baselines=baselines,
                          calibration=calibration, sae_metrics=sae_metrics, config=config,
                          design_summary=design_summary, versions=_versions(), alpha=alpha)
     with atomic_path(paths["report"]) as tmp:

@@ -1,0 +1,240 @@
+"""Variant-aware, locus-level cohort analysis: feature × locus tests and the variants behind them.
+
+A cohort feature that differs between cases and controls is only useful when it points to *where*:
+:func:`test_loci` tests every feature at every locus (the per-sample mean activation over the
+locus; since the reference activation is a constant per locus, this is the same test as on the
+per-locus delta ``sample − reference``), and :func:`locus_variants` lists the variants each locus
+carries in cases and in controls, read from the sample haplotypes against the reference windows.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sst
+
+from genosae.biomarkers.profiles import REFERENCE_SAMPLE, LocusProfiles
+from genosae.biomarkers.stats import bh, mann_whitney
+from genosae.errors import InputError
+
+LOCUS_TEST_COLUMNS = (
+    "feature", "region_id", "mean_case", "mean_control", "delta", "ref_delta_case",
+    "ref_delta_control", "auroc", "p", "q",
+)
+_COMPLEMENT = np.frombuffer(b"TGCA", dtype=np.uint8)
+_ACGT = np.frombuffer(b"ACGT", dtype=np.uint8)
+
+
+def test_loci(
+    loci: LocusProfiles,
+    *,
+    case: str = "case",
+    control: str = "control",
+    features: Sequence[str] | None = None,
+    chunk_features: int = 256,
+) -> pd.DataFrame:
+    """Two-sided Mann-Whitney U of case vs control samples for every feature × locus.
+
+    Parameters
+    ----------
+    loci
+        Cohort profiles from :func:`~genosae.biomarkers.profiles.locus_profiles`.
+    case, control
+        Condition labels compared (other samples, e.g. the reference, are ignored).
+    features
+        Features tested (default all); BH runs over every feature × locus pair tested.
+    chunk_features
+        Features tested at once (bounds memory to ``n_samples × n_regions × chunk`` values).
+
+    Returns
+    -------
+    Long table, columns :data:`LOCUS_TEST_COLUMNS`: group means of the locus mean activation,
+    ``delta`` = their difference, ``ref_delta_*`` = group means of (sample − reference) at the
+    locus, ``auroc`` = U/(n_case·n_control), ``p``, and ``q`` (BH over all pairs). Loci a
+    sample lacks count as missing for that sample (then every pair uses the asymptotic method;
+    otherwise each pair gets the method scipy's ``"auto"`` picks for it alone, see
+    :func:`~genosae.biomarkers.stats.mann_whitney`).
+    """
+    is_case, is_ctrl = loci.conditions == case, loci.conditions == control
+    if is_case.sum() < 2 or is_ctrl.sum() < 2:
+        raise InputError(f"locus tests need ≥ 2 samples per group; have {int(is_case.sum())} "
+                         f"{case!r} and {int(is_ctrl.sum())} {control!r}", record="condition")
+    names = pd.Index(loci.features)
+    cols = np.arange(len(names)) if features is None else names.get_indexer([str(f) for f in features])
+    if (cols < 0).any():
+        raise InputError("features not in the locus profiles", record="features")
+    n1, n2 = int(is_case.sum()), int(is_ctrl.sum())
+    parts = []
+    for start in range(0, cols.size, chunk_features):
+        c = cols[start:start + chunk_features]
+        xc, xk = loci.mean[is_case][:, :, c], loci.mean[is_ctrl][:, :, c]  # [n, regions, chunk]
+        has_nan = np.isnan(xc).any() or np.isnan(xk).any()
+        if has_nan:  # one method for all columns so a column's p does not depend on the others
+            with np.errstate(divide="ignore", invalid="ignore"):
+                res = sst.mannwhitneyu(xc.astype(np.float64), xk.astype(np.float64), axis=0,
+                                       alternative="two-sided", method="asymptotic", nan_policy="omit")
+            u, p = np.asarray(res.statistic, dtype=float), np.asarray(res.pvalue, dtype=float)
+        else:
+            u, p = mann_whitney(xc, xk)
+        with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices give NaN means
+            both = np.concatenate([xc, xk], axis=0)
+            const = (np.nanmax(both, axis=0) - np.nanmin(both, axis=0)) == 0
+            mean_c, mean_k = np.nanmean(xc, axis=0), np.nanmean(xk, axis=0)
+            dc = np.nanmean(loci.delta[is_case][:, :, c], axis=0)
+            dk = np.nanmean(loci.delta[is_ctrl][:, :, c], axis=0)
+        p = np.where(const | np.isnan(p), 1.0, p)
+        n_c = (~np.isnan(xc)).sum(axis=0) if has_nan else n1
+        n_k = (~np.isnan(xk)).sum(axis=0) if has_nan else n2
+        auroc = u / np.maximum(n_c * n_k, 1)
+        r_idx, f_idx = np.meshgrid(np.arange(len(loci.regions)), c, indexing="ij")
+        parts.append(pd.DataFrame({
+            "feature": names.to_numpy()[f_idx.T.ravel()],
+            "region_id": loci.regions["region_id"].to_numpy()[r_idx.T.ravel()],
+            "mean_case": mean_c.T.ravel(), "mean_control": mean_k.T.ravel(),
+            "delta": (mean_c - mean_k).T.ravel(),
+            "ref_delta_case": dc.T.ravel(), "ref_delta_control": dk.T.ravel(),
+            "auroc": np.where(const, 0.5, auroc).T.ravel(), "p": p.T.ravel(),
+        }))
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=LOCUS_TEST_COLUMNS)
+    out["q"] = bh(out["p"].to_numpy()) if len(out) else []
+    return out.reindex(columns=list(LOCUS_TEST_COLUMNS))
+
+
+test_loci.__test__ = False  # not a pytest test when imported into a test module
+
+
+def _as_codes(sequences: Sequence[str]) -> np.ndarray:
+    """Equal-length sequences as a ``[n, L]`` uint8 array (upper case)."""
+    return np.frombuffer("".join(sequences).upper().encode(), dtype=np.uint8).reshape(len(sequences), -1)
+
+
+def locus_variants(
+    windows: pd.DataFrame,
+    *,
+    case: str = "case",
+    control: str = "control",
+    reference_sample: str = REFERENCE_SAMPLE,
+) -> pd.DataFrame:
+    """Single-base differences of every sample haplotype from the reference window, per locus.
+
+    ``windows`` is a cohort windows table (``sample_id``, ``region_id``, ``condition``,
+    ``sequence``, ``chrom``, ``start``, ``end``, ``strand``; ``haplotype`` optional) that includes
+    the ``__reference__`` windows. Windows whose length differs from the reference window (an indel)
+    contribute no SNVs and are counted in ``n_indel_windows`` of the result's ``attrs``.
+
+    Returns
+    -------
+    One row per locus × variant: ``region_id, chrom, pos`` (1-based, forward strand), ``ref``,
+    ``alt`` (forward strand), ``carriers_case``, ``carriers_control`` (samples carrying it on any
+    haplotype), ``freq_case``, ``freq_control`` and ``freq_diff`` = ``freq_case − freq_control``.
+    """
+    need = {"sample_id", "region_id", "sequence", "chrom", "start", "end"}
+    missing = need - set(windows.columns)
+    if missing:
+        raise InputError(f"windows table lacks column(s) {sorted(missing)} for variant calls",
+                         record="windows")
+    cond_col = "condition" if "condition" in windows.columns else "group"
+    w = windows.assign(sample_id=windows["sample_id"].astype(str),
+                       seq_len=windows["sequence"].astype(str).str.len())
+    ref = w[w["sample_id"] == reference_sample].drop_duplicates(["chrom", "start", "end"])
+    if ref.empty:
+        raise InputError(f"no {reference_sample!r} windows; build the cohort windows with "
+                         "genosae.genome.windows.cohort_windows", record="windows")
+    samp = w[w["sample_id"] != reference_sample]
+    n_case = samp.loc[samp[cond_col].astype(str) == case, "sample_id"].nunique()
+    n_ctrl = samp.loc[samp[cond_col].astype(str) == control, "sample_id"].nunique()
+    merged = samp.merge(ref[["chrom", "start", "end", "sequence", "seq_len"]],
+                        on=["chrom", "start", "end"], suffixes=("", "_ref"))
+    same = merged["seq_len"] == merged["seq_len_ref"]
+    calls = []
+    for _, grp in merged[same].groupby("seq_len"):  # one vectorised block per window length
+        a, b = _as_codes(grp["sequence"].astype(str).tolist()), _as_codes(grp["sequence_ref"].tolist())
+        rows, offs = np.nonzero((a != b) & np.isin(a, _ACGT) & np.isin(b, _ACGT))
+        minus = (grp["strand"].astype(str).to_numpy() == "-") if "strand" in grp else np.zeros(len(grp), bool)
+        alt, refb = a[rows, offs], b[rows, offs]
+        m = minus[rows]
+        # '-' windows hold the reverse complement: map the offset and bases back to the + strand
+        pos0 = np.where(m, grp["end"].to_numpy()[rows] - 1 - offs, grp["start"].to_numpy()[rows] + offs)
+        comp = np.searchsorted(_ACGT, alt), np.searchsorted(_ACGT, refb)
+        alt = np.where(m, _COMPLEMENT[comp[0]], alt)
+        refb = np.where(m, _COMPLEMENT[comp[1]], refb)
+        calls.append(pd.DataFrame({
+            "sample_id": grp["sample_id"].to_numpy()[rows],
+            "condition": grp[cond_col].astype(str).to_numpy()[rows],
+            "region_id": grp["region_id"].astype(str).to_numpy()[rows],
+            "chrom": grp["chrom"].astype(str).to_numpy()[rows], "pos": pos0 + 1,
+            "ref": refb.view("S1").astype(str), "alt": alt.view("S1").astype(str),
+        }))
+    cols = ["region_id", "chrom", "pos", "ref", "alt", "carriers_case", "carriers_control",
+            "freq_case", "freq_control", "freq_diff"]
+    if not calls:
+        out = pd.DataFrame(columns=cols)
+    else:
+        c = pd.concat(calls, ignore_index=True).drop_duplicates()  # overlapping windows / haplotypes
+        key = ["region_id", "chrom", "pos", "ref", "alt"]
+        out = (c.assign(is_case=c["condition"] == case, is_ctrl=c["condition"] == control)
+               .groupby(key, sort=False)
+               .agg(carriers_case=("is_case", "sum"), carriers_control=("is_ctrl", "sum"))
+               .reset_index())
+        out["freq_case"] = out["carriers_case"] / max(n_case, 1)
+        out["freq_control"] = out["carriers_control"] / max(n_ctrl, 1)
+        out["freq_diff"] = out["freq_case"] - out["freq_control"]
+        out = out.sort_values(["region_id", "freq_diff", "pos"], ascending=[True, False, True],
+                              ignore_index=True)[cols]
+    out.attrs["n_indel_windows"] = int((~same).sum())
+    return out
+
+
+def variant_labels(variants: pd.DataFrame, *, n: int = 3, min_diff: float = 0.0) -> pd.Series:
+    """Per region: its ``n`` most case-enriched variants as ``chrom:pos ref>alt (case f / control f)``."""
+    if variants.empty:
+        return pd.Series(dtype=str)
+    v = variants[variants["freq_diff"] > min_diff]
+    v = v.sort_values(["region_id", "freq_diff", "pos"], ascending=[True, False, True])
+    v = v.groupby("region_id", sort=False).head(n)
+    text = (v["chrom"] + ":" + v["pos"].astype(str) + " " + v["ref"] + ">" + v["alt"] + " (case "
+            + v["freq_case"].round(2).astype(str) + " / control " + v["freq_control"].round(2).astype(str)
+            + ")")
+    return text.groupby(v["region_id"], sort=False).agg("; ".join)
+
+
+LOCUS_SUMMARY_COLUMNS = (
+    "locus_rank", "region_id", "name", "chrom", "start", "end", "strand", "n_sig_features",
+    "min_q", "min_p", "top_features", "variants",
+)
+
+
+def locus_summary(
+    tests: pd.DataFrame,
+    regions: pd.DataFrame,
+    *,
+    alpha: float = 0.05,
+    n_features: int = 5,
+    names: pd.Series | None = None,
+    variants: pd.Series | None = None,
+) -> pd.DataFrame:
+    """One row per locus, ranked by how many features change there (then by the smallest q).
+
+    ``top_features`` lists the ``n_features`` features with the smallest locus-level p, each with
+    the sign of its case − control difference; ``variants`` (region id → text, from
+    :func:`variant_labels`) names the case-enriched variants. Columns :data:`LOCUS_SUMMARY_COLUMNS`.
+    """
+    t = tests.assign(sig=tests["q"] <= alpha, region_id=tests["region_id"].astype(str))
+    g = t.groupby("region_id")
+    out = pd.DataFrame({"n_sig_features": g["sig"].sum(), "min_q": g["q"].min(), "min_p": g["p"].min()})
+    best = t.sort_values(["p", "feature"]).groupby("region_id").head(n_features)
+    best_text = (best["feature"].astype(str) + np.where(best["delta"] >= 0, "↑", "↓"))
+    out["top_features"] = best_text.groupby(best["region_id"]).agg(", ".join)
+    out = out.reset_index().merge(regions.assign(region_id=regions["region_id"].astype(str)),
+                                  on="region_id", how="left")
+    out["name"] = (out["region_id"].map(names).fillna(out["region_id"]) if names is not None
+                   else out["region_id"])
+    out["variants"] = out["region_id"].map(variants).fillna("") if variants is not None else ""
+    out = out.sort_values(["n_sig_features", "min_q", "region_id"], ascending=[False, True, True],
+                          ignore_index=True)
+    out["locus_rank"] = np.arange(1, len(out) + 1)
+    return out.reindex(columns=list(LOCUS_SUMMARY_COLUMNS))

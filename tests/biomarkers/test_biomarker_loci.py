@@ -1,0 +1,109 @@
+"""Locus-level (variant-aware) cohort analysis: tests per feature × locus and variant calls."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sst
+from statsmodels.stats.multitest import multipletests
+
+from genosae.biomarkers import locus_profiles, run_biomarkers
+from genosae.biomarkers.loci import locus_summary, locus_variants, test_loci, variant_labels
+from genosae.errors import InputError
+
+
+def test_locus_tests_match_scipy_and_statsmodels(cohort):
+    lp = locus_profiles(cohort.codes, cohort.tokens, cohort.windows, feature_names=cohort.feature_names)
+    t = test_loci(lp, chunk_features=5)  # several chunks
+    assert len(t) == 10 * 24 and t[["feature", "region_id"]].drop_duplicates().shape[0] == 240
+    is_case, is_ctrl = lp.conditions == "case", lp.conditions == "control"
+    rng = np.random.default_rng(0)
+    for i in rng.choice(len(t), 25, replace=False):
+        row = t.iloc[i]
+        f, r = lp.features.index(row["feature"]), list(lp.regions["region_id"]).index(row["region_id"])
+        a, b = lp.mean[is_case, r, f].astype(float), lp.mean[is_ctrl, r, f].astype(float)
+        if np.ptp(np.r_[a, b]) == 0:
+            assert row["p"] == 1.0 and row["auroc"] == 0.5
+            continue
+        ref = sst.mannwhitneyu(a, b, alternative="two-sided")
+        assert row["p"] == pytest.approx(ref.pvalue, rel=1e-9)
+        assert row["auroc"] == pytest.approx(ref.statistic / (a.size * b.size))
+        assert row["delta"] == pytest.approx(a.mean() - b.mean(), rel=1e-5, abs=1e-7)
+        ref_row = list(lp.samples).index("__reference__")
+        assert row["ref_delta_case"] == pytest.approx((a - lp.mean[ref_row, r, f]).mean(), abs=1e-6)
+    np.testing.assert_allclose(t["q"], multipletests(t["p"], method="fdr_bh")[1], rtol=1e-9)
+    planted = t[(t["feature"] == cohort.planted_feature) & t["region_id"].isin(cohort.planted_regions)]
+    assert (planted["auroc"] == 1.0).all() and (planted["ref_delta_case"] > 0.5).all()
+    # with NaN (a sample lacking a locus) the test omits that sample
+    lp.mean[0, 0, :] = np.nan
+    t2 = test_loci(lp, features=[cohort.planted_feature])
+    a = lp.mean[is_case, 0, lp.features.index(cohort.planted_feature)]
+    b = lp.mean[is_ctrl, 0, lp.features.index(cohort.planted_feature)]
+    expect = sst.mannwhitneyu(a[~np.isnan(a)], b[~np.isnan(b)], alternative="two-sided",
+                              method="asymptotic").pvalue
+    assert t2.loc[t2["region_id"] == lp.regions["region_id"][0], "p"].item() == pytest.approx(expect)
+    with pytest.raises(InputError, match="2 samples per group"):
+        test_loci(lp, case="nobody")
+
+
+def _windows() -> pd.DataFrame:
+    ref_plus, ref_minus = "ACGTACGTAC", "GGGAAATTTC"
+    rows = [("__reference__", "", "R1", 100, "+", ref_plus), ("__reference__", "", "R2", 500, "-", ref_minus)]
+    # R1 (+): pos 103 (offset 2, G) -> T in both cases; a control carries offset 9 C -> A
+    rows += [("s1", "case", "R1", 100, "+", "ACTTACGTAC"), ("s2", "case", "R1", 100, "+", "ACTTACGTAC"),
+             ("c1", "control", "R1", 100, "+", ref_plus), ("c2", "control", "R1", 100, "+", "ACGTACGTAA")]
+    # R2 (-): sequence is the reverse complement of chrI:500-510; offset 0 G->C is forward pos 510 C>G
+    rows += [("s1", "case", "R2", 500, "-", "CGGAAATTTC"), ("s2", "case", "R2", 500, "-", "GGGAAATTC"),
+             ("c1", "control", "R2", 500, "-", ref_minus), ("c2", "control", "R2", 500, "-", ref_minus)]
+    w = pd.DataFrame(rows, columns=["sample_id", "condition", "region_id", "start", "strand", "sequence"])
+    return w.assign(chrom="chrI", end=w["start"] + 10)
+
+
+def test_locus_variants_forward_coordinates_and_frequencies():
+    v = locus_variants(_windows())
+    got = {(r.region_id, r.pos, r.ref, r.alt): (r.freq_case, r.freq_control) for r in v.itertuples()}
+    assert got == {("R1", 103, "G", "T"): (1.0, 0.0), ("R1", 110, "C", "A"): (0.0, 0.5),
+                   ("R2", 510, "C", "G"): (0.5, 0.0)}
+    assert v.attrs["n_indel_windows"] == 1  # s2's R2 haplotype has a deletion
+    labels = variant_labels(v)
+    assert labels["R1"] == "chrI:103 G>T (case 1.0 / control 0.0)"
+    assert "R1" in labels and "110" not in labels["R1"]  # control-enriched variants are not listed
+    with pytest.raises(InputError, match="__reference__"):
+        locus_variants(_windows().query("sample_id != '__reference__'"))
+
+
+def test_cohort_run_localises_to_planted_loci_and_variants(cohort, tmp_path):
+    run = run_biomarkers(cohort.codes, cohort.tokens, cohort.windows,
+                         design={"kind": "cohort", "name": "toy"},
+                         params={"permutations": 0, "cv_folds": 4, "kmer_k": 3, "covariates": []},
+                         feature_names=cohort.feature_names)
+    top = run.locus_table.head(len(cohort.planted_regions))
+    assert set(top["region_id"]) == set(cohort.planted_regions)
+    assert (top["n_sig_features"] >= 1).all() and cohort.planted_feature in top["top_features"].iloc[0]
+    # the planted motif sits at offset 10 of each planted window: its SNVs are the case-enriched variants
+    planted_start = cohort.windows.drop_duplicates("region_id").set_index("region_id")["start"]
+    for rid, text in zip(top["region_id"], top["variants"]):
+        assert f"chrI:{planted_start[rid] + 11}" in text or f"chrI:{planted_start[rid] + 12}" in text
+        assert "(case 1.0 / control 0.0)" in text
+    loci = run.loci[run.loci["feature"] == cohort.planted_feature]
+    assert set(loci.head(3)["region_id"]) == set(cohort.planted_regions)
+    assert (loci.head(3)["q"] < 0.05).all() and loci["p"].is_monotonic_increasing
+    row = run.biomarkers[run.biomarkers["feature"] == cohort.planted_feature].iloc[0]
+    assert row["n_sig_loci"] == 3
+    assert run.design_summary["n_loci_with_signal"] >= 3
+    from genosae.biomarkers import write_run
+
+    paths = write_run(run, tmp_path)
+    sig = pd.read_csv(paths["locus_tests"])
+    assert (sig["q"] <= 0.05).all() and len(sig) == run.design_summary["n_significant_locus_tests"]
+    assert pd.read_csv(paths["locus_summary"])["region_id"].head(3).isin(cohort.planted_regions).all()
+    assert len(pd.read_csv(paths["variants"])) == len(run.variants)
+
+
+def test_locus_summary_ranks_by_number_of_features():
+    tests = pd.DataFrame({"feature": ["a", "b", "a", "b"], "region_id": ["X", "X", "Y", "Y"],
+                          "delta": [1.0, -1.0, 0.5, 0.1], "p": [0.001, 0.002, 0.01, 0.5],
+                          "q": [0.01, 0.02, 0.04, 0.6]})
+    regions = pd.DataFrame({"region_id": ["X", "Y"], "chrom": "chrI", "start": [0, 10], "end": [5, 15]})
+    out = locus_summary(tests, regions, alpha=0.05)
+    assert out["region_id"].tolist() == ["X", "Y"] and out["n_sig_features"].tolist() == [2, 1]
+    assert out.loc[0, "top_features"] == "a↑, b↓"
