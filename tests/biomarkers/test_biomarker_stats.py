@@ -77,3 +77,15 @@ def test_mann_whitney_method_per_column_like_scipy():
     big_x, big_y = rng.normal(size=(12, 3)), rng.normal(size=(10, 3))
     _, p = mann_whitney(big_x, big_y)
     np.testing.assert_allclose(p, stats.mannwhitneyu(big_x, big_y, axis=0).pvalue, rtol=1e-12)
+
+
+def test_bh_excludes_untested_hypotheses():
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.array([[0.01, 0.04, 1.0, 0.03], [0.5, 0.001, 1.0, 0.2]])
+    tested = np.array([True, True, False, True])
+    q = bstats.bh(p, axis=1, tested=tested[None, :])
+    for row in range(2):
+        np.testing.assert_allclose(q[row, tested], multipletests(p[row, tested], method="fdr_bh")[1])
+    assert (q[:, 2] == 1).all()
+    np.testing.assert_allclose(bstats.bh(p[0]), multipletests(p[0], method="fdr_bh")[1])

@@ -118,6 +118,9 @@ def test_cohort_windows(small_genome, tmp_path):
     assert w["window_id"].is_unique and (w.loc[w["sample_id"] == "S1", "age"] == 30).all()
     s1h1 = w[(w["sample_id"] == "S2") & (w["haplotype"] == 1) & (w["start"] == 64)]["sequence"].iat[0]
     assert "GG" in s1h1 and len(s1h1) == 66
+    # locus-major: all haplotypes of the first window, reference first, then the second window
+    assert w["start"].tolist() == [64] * 5 + [128] * 5
+    assert w["sample_id"].tolist()[:5] == ["__reference__", "S1", "S1", "S2", "S2"]
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -122,6 +122,31 @@ def test_parts_merge_equals_single_run(cnn, fasta, tmp_path):
     assert merged.token_table().equals(full.token_table())
 
 
+def test_identical_sequences_run_through_the_model_once(cnn, fasta, tmp_path, monkeypatch):
+    w = _windows().iloc[:4]
+    seqs = fasta_sequences(fasta)(w)
+    dup = pd.concat([w, w.assign(window_id=w["window_id"] + "_copy")], ignore_index=True)
+    seen = []
+    real = cnn.hidden_states
+
+    def counting(batch, **kw):
+        seen.extend(batch)
+        return real(batch, **kw)
+
+    monkeypatch.setattr(cnn, "hidden_states", counting)
+    store = embed_windows(cnn, dup, seqs + seqs, tmp_path / "dup", windows_per_shard=8,
+                          storage_dtype="float32", progress=False)
+    assert sorted(seen) == sorted(seqs)  # 8 windows, 4 model inputs
+    monkeypatch.setattr(cnn, "hidden_states", real)
+    plain = embed_windows(cnn, w, seqs, tmp_path / "plain", storage_dtype="float32", progress=False)
+    acts = np.concatenate([s["acts"] for s in store.iter_shards()])
+    ref = np.concatenate([s["acts"] for s in plain.iter_shards()])
+    np.testing.assert_allclose(acts, np.concatenate([ref, ref]), atol=1e-6)
+    tt = store.token_table()
+    half = len(tt) // 2
+    assert tt["bp_start"].iloc[:half].tolist() == tt["bp_start"].iloc[half:].tolist()
+
+
 def test_bad_windows(cnn, fasta, tmp_path):
     w = _windows()
     w.loc[1, "end"] = w.loc[1, "start"]

@@ -114,7 +114,7 @@ def permutation_null(
     emp = (1 + (stat_perm >= stat_obs[None, :] - eps).sum(axis=0)) / (n_permutations + 1)
     max_perm = stat_perm.max(axis=1)
     emp_max = (1 + (max_perm[:, None] >= stat_obs[None, :] - eps).sum(axis=0)) / (n_permutations + 1)
-    q_perm = bh(p_perm, axis=1)
+    q_perm = bh(p_perm, axis=1, tested=(np.ptp(x, axis=0) > 0)[None, :])
     rejected = q_perm <= alpha
     fpr = rejected.mean(axis=1)
     return PermutationResult(

@@ -53,7 +53,8 @@ def test_loci(
     -------
     Long table, columns :data:`LOCUS_TEST_COLUMNS`: group means of the locus mean activation,
     ``delta`` = their difference, ``ref_delta_*`` = group means of (sample − reference) at the
-    locus, ``auroc`` = U/(n_case·n_control), ``p``, and ``q`` (BH over all pairs). Loci a
+    locus, ``auroc`` = U/(n_case·n_control), ``p``, and ``q`` (BH over all pairs whose values
+    are not all equal; constant pairs get ``p = q = 1``, see :func:`~genosae.biomarkers.stats.bh`). Loci a
     sample lacks count as missing for that sample (then every pair uses the asymptotic method;
     otherwise each pair gets the method scipy's ``"auto"`` picks for it alone, see
     :func:`~genosae.biomarkers.stats.mann_whitney`).
@@ -98,9 +99,10 @@ def test_loci(
             "delta": (mean_c - mean_k).T.ravel(),
             "ref_delta_case": dc.T.ravel(), "ref_delta_control": dk.T.ravel(),
             "auroc": np.where(const, 0.5, auroc).T.ravel(), "p": p.T.ravel(),
+            "tested": ~const.T.ravel(),
         }))
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=LOCUS_TEST_COLUMNS)
-    out["q"] = bh(out["p"].to_numpy()) if len(out) else []
+    out["q"] = bh(out["p"].to_numpy(), tested=out["tested"].to_numpy()) if len(out) else []
     return out.reindex(columns=list(LOCUS_TEST_COLUMNS))
 
 

@@ -21,12 +21,28 @@ STAT_COLUMNS = (
 )
 
 
-def bh(p: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Benjamini-Hochberg q-values; NaN p-values are treated as 1."""
+def bh(p: np.ndarray, axis: int = -1, tested: np.ndarray | None = None) -> np.ndarray:
+    """Benjamini-Hochberg q-values along ``axis``; NaN p-values are treated as 1.
+
+    ``tested`` (bool, broadcastable to ``p`` along ``axis``) excludes hypotheses from the family:
+    their q is 1 and they do not count in the number of tests. Used for units × features whose
+    values are all equal — they can never be significant, and dropping them is a label-independent
+    filter (Bourgon et al. 2010, PNAS), so FDR control holds while power grows.
+    """
     p = np.where(np.isnan(p), 1.0, np.asarray(p, dtype=np.float64))
     if p.size == 0:
         return p
-    return sst.false_discovery_control(p, axis=axis, method="bh")
+    if tested is None:
+        return sst.false_discovery_control(p, axis=axis, method="bh")
+    tested = np.broadcast_to(np.asarray(tested, dtype=bool), p.shape)
+    p = np.moveaxis(p, axis, -1)
+    tested = np.moveaxis(tested, axis, -1)
+    q = np.ones_like(p)
+    for idx in np.ndindex(p.shape[:-1]):  # one family per row (features, or one permutation)
+        m = tested[idx]
+        if m.any():
+            q[(*idx, m)] = sst.false_discovery_control(p[idx][m], method="bh")
+    return np.moveaxis(q, -1, axis)
 
 
 def mann_whitney(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -184,12 +200,12 @@ def test_features(
         "auroc": auroc,
         "u_stat": u_stat,
         "p": p,
-        "q": bh(p),
+        "q": bh(p, tested=~const),
         "welch_p": welch_p,
-        "welch_q": bh(welch_p),
+        "welch_q": bh(welch_p, tested=~const),
         "coef_adjusted": coef,
         "p_adjusted": p_adj,
-        "q_adjusted": bh(p_adj),
+        "q_adjusted": bh(p_adj, tested=~const),
         "n_case": n1,
         "n_control": n2,
     })

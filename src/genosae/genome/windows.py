@@ -113,7 +113,8 @@ def window_sequences(windows: pd.DataFrame, reference: Reference) -> list[str]:
 def cohort_windows(reference: Reference, samples: pd.DataFrame, regions: pd.DataFrame, size: int,
                    stride: int) -> pd.DataFrame:
     """Per-sample windows over ``regions`` plus the reference windows once (``sample_id`` =
-    ``__reference__``, for per-locus deltas).
+    ``__reference__``, for per-locus deltas), ordered window by window (all haplotypes of a
+    reference window together, the reference first, then samples in sheet order).
 
     ``samples`` comes from :func:`genosae.genome.designs.read_samples`: a ``vcf`` column gives two
     haplotypes per sample (SNVs and small indels applied); a ``fasta`` column names a per-sample
@@ -152,6 +153,10 @@ def cohort_windows(reference: Reference, samples: pd.DataFrame, regions: pd.Data
             w[c] = rec[c]
         frames.append(w)
     out = pd.concat(frames, ignore_index=True)
+    # locus-major order: a locus's haplotypes are adjacent, so identical ones share an embedding
+    # shard and are computed once (genosae.model.embed)
+    order = pd.Index(ref_w["window_id"]).get_indexer(out["window_id"])
+    out = out.iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
     out["window_id"] = (out["window_id"] + "|" + out["sample_id"].astype(str) + "|h" +
                         out["haplotype"].astype(str))
     return out

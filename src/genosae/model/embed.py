@@ -98,7 +98,10 @@ def _embed_shard(
                          "the reference or the windows table is out of date",
                          record=f"window {win['window_id'].iloc[i]}")
     strands = [False, True] if reverse_complement else [False]
-    results = [adapter.hidden_states(seqs, reverse_complement=rc) for rc in strands]
+    # identical sequences (cohort haplotypes equal to the reference) run through the model once
+    unique, inverse = np.unique(np.asarray(seqs, dtype=object), return_inverse=True)
+    computed = [adapter.hidden_states(list(unique), reverse_complement=rc) for rc in strands]
+    results = [[res[i] for i in inverse] for res in computed]
     acts, local_w, tok, start, end, special, has_n, rev = [], [], [], [], [], [], [], []
     for w in range(len(seqs)):
         t0 = 0
