@@ -109,4 +109,7 @@ def test_locus_summary_ranks_by_number_of_features():
     regions = pd.DataFrame({"region_id": ["X", "Y"], "chrom": "chrI", "start": [0, 10], "end": [5, 15]})
     out = locus_summary(tests, regions, alpha=0.05)
     assert out["region_id"].tolist() == ["X", "Y"] and out["n_sig_features"].tolist() == [2, 1]
-    assert out.loc[0, "top_features"] == "a↑, b↓"
+    assert out.loc[0, "top_features"] == "a↑, b↓" and out["n_nominal_features"].tolist() == [2, 1]
+    # nothing passes BH: loci are ordered by nominal hits, then the smallest p
+    weak = tests.assign(q=0.5, p=[0.02, 0.03, 0.005, 0.2])
+    assert locus_summary(weak, regions)["region_id"].tolist() == ["Y", "X"]

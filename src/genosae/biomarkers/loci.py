@@ -206,7 +206,7 @@ def variant_labels(variants: pd.DataFrame, *, n: int = 3, min_diff: float = 0.0)
 
 LOCUS_SUMMARY_COLUMNS = (
     "locus_rank", "region_id", "name", "chrom", "start", "end", "strand", "n_sig_features",
-    "min_q", "min_p", "top_features", "variants",
+    "n_nominal_features", "min_q", "min_p", "top_features", "variants",
 )
 
 
@@ -219,15 +219,19 @@ def locus_summary(
     names: pd.Series | None = None,
     variants: pd.Series | None = None,
 ) -> pd.DataFrame:
-    """One row per locus, ranked by how many features change there (then by the smallest q).
+    """One row per locus, ranked by how many features change there: features with locus q ≤ α,
+    then (for loci tied there, e.g. when nothing passes BH) features with nominal p ≤ 0.01, then
+    the smallest p.
 
     ``top_features`` lists the ``n_features`` features with the smallest locus-level p, each with
     the sign of its case − control difference; ``variants`` (region id → text, from
     :func:`variant_labels`) names the case-enriched variants. Columns :data:`LOCUS_SUMMARY_COLUMNS`.
     """
-    t = tests.assign(sig=tests["q"] <= alpha, region_id=tests["region_id"].astype(str))
+    t = tests.assign(sig=tests["q"] <= alpha, nominal=tests["p"] <= 0.01,
+                     region_id=tests["region_id"].astype(str))
     g = t.groupby("region_id")
-    out = pd.DataFrame({"n_sig_features": g["sig"].sum(), "min_q": g["q"].min(), "min_p": g["p"].min()})
+    out = pd.DataFrame({"n_sig_features": g["sig"].sum(), "n_nominal_features": g["nominal"].sum(),
+                        "min_q": g["q"].min(), "min_p": g["p"].min()})
     best = t.sort_values(["p", "feature"]).groupby("region_id").head(n_features)
     best_text = (best["feature"].astype(str) + np.where(best["delta"] >= 0, "↑", "↓"))
     out["top_features"] = best_text.groupby(best["region_id"]).agg(", ".join)
@@ -236,7 +240,7 @@ def locus_summary(
     out["name"] = (out["region_id"].map(names).fillna(out["region_id"]) if names is not None
                    else out["region_id"])
     out["variants"] = out["region_id"].map(variants).fillna("") if variants is not None else ""
-    out = out.sort_values(["n_sig_features", "min_q", "region_id"], ascending=[False, True, True],
-                          ignore_index=True)
+    out = out.sort_values(["n_sig_features", "n_nominal_features", "min_p", "region_id"],
+                          ascending=[False, False, True, True], ignore_index=True)
     out["locus_rank"] = np.arange(1, len(out) + 1)
     return out.reindex(columns=list(LOCUS_SUMMARY_COLUMNS))

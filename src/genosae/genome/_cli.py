@@ -166,6 +166,12 @@ def design_windows(config: dict, name: str, reference_dir: str | Path) -> pd.Dat
                                                   bed["end"].astype(str)),
                             "chrom": bed["chrom"], "start": bed["start"], "end": bed["end"],
                             "strand": bed["strand"].replace(".", "+")})
+    gff = reference_dir / "annotation.gff3"
+    if gff.exists():  # gene names for the reports when region ids are gene ids (genosae simulate)
+        genes = read_annotation(gff, reference)
+        genes = genes[genes["feature"] == "gene"].drop_duplicates("gene_id")
+        names = genes.set_index(genes["gene_id"].astype(str))["name"].astype(str)
+        regions["name"] = regions["region_id"].map(names).replace("", np.nan).fillna(regions["region_id"])
     return cohort_windows(reference, samples, regions, size, stride)
 
 
