@@ -20,7 +20,7 @@ def test_write_report_is_self_contained(tmp_path):
                          config={"seed": 0}, design_summary=run.design_summary)
     html = paths["report"].read_text()
     imgs = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
-    assert len(imgs) >= 3  # volcano, baselines, calibration
+    assert len(imgs) >= 4  # volcano, loci, baselines, calibration
     assert base64.b64decode(imgs[0])[:4] == b"\x89PNG"
     assert 'href="../../features/dashboards/feature_f7.html"' in html
     assert "src=\"http" not in html and "<script" not in html

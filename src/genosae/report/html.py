@@ -58,6 +58,45 @@ def volcano_plot(biomarkers: pd.DataFrame, alpha: float = 0.05) -> str:
     return _png(fig)
 
 
+def locus_plot(locus_table: pd.DataFrame, chrom_order: list[str] | None = None) -> str:
+    """Manhattan-style view of a cohort's loci: features changed per locus along the genome."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = locus_table.dropna(subset=["chrom", "start"]).copy()
+    order = chrom_order or list(dict.fromkeys(sorted(t["chrom"].astype(str), key=_chrom_key)))
+    t["c"] = t["chrom"].astype(str).map({c: i for i, c in enumerate(order)})
+    t = t.sort_values(["c", "start"]).reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    colors = np.where(t["c"] % 2 == 0, "tab:blue", "tab:cyan")
+    ax.bar(np.arange(len(t)), t["n_sig_features"], color=colors, width=0.8)
+    top = t.nlargest(min(5, len(t)), "n_sig_features")
+    for i, row in top.iterrows():
+        if row["n_sig_features"] > 0:
+            ax.annotate(str(row.get("name") or row["region_id"]), (i, row["n_sig_features"]),
+                        fontsize=7, rotation=60, ha="left", va="bottom")
+    mids = t.groupby("c").apply(lambda g: g.index.to_numpy().mean(), include_groups=False)
+    ax.set_xticks(mids.to_numpy(), [order[int(c)] for c in mids.index], rotation=90, fontsize=7)
+    ax.set_ylim(0, max(1.0, float(t["n_sig_features"].max())) * 1.3)  # room for the labels
+    ax.set_ylabel("features with locus q ≤ α")
+    ax.set_xlabel("loci in genome order")
+    return _png(fig)
+
+
+def _chrom_key(name: str) -> tuple[int, int | str]:
+    """Natural chromosome order: numbers and roman numerals by value, others after."""
+    core = name.removeprefix("chr")
+    if core.isdigit():
+        return (0, int(core))
+    roman = {"I": 1, "V": 5, "X": 10, "L": 50}
+    if core and set(core) <= set(roman):
+        vals = [roman[ch] for ch in core]
+        return (0, sum(-v if i + 1 < len(vals) and v < vals[i + 1] else v for i, v in enumerate(vals)))
+    return (1, core)
+
+
 def _bar_plot(labels: list[str], values: list[float], xlabel: str) -> str:
     import matplotlib
 
@@ -170,7 +209,7 @@ def render_report(
                   "locus mean activation, equivalently of their delta to the reference haplotype; "
                   "BH over all feature × locus pairs). Loci ranked by the number of features with "
                   f"q ≤ {alpha}; <i>variants</i> are the locus's most case-enriched variants.</p>",
-                  _table(locus_table.head(n_top))]
+                  locus_plot(locus_table), _table(locus_table.head(n_top))]
     if loci is not None and len(loci):
         top5 = biomarkers["feature"].astype(str).head(5)
         first = loci[loci["feature"].astype(str).isin(top5)]
