@@ -24,6 +24,7 @@ table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}
 td,th{border:1px solid #ddd;padding:3px 7px;text-align:right} th{background:#f2f2f2}
 td:first-child,th:first-child{text-align:left} .note{color:#666;font-size:0.9em}
 pre{background:#f7f7f7;padding:1em;overflow-x:auto;font-size:0.8em}
+.scroll{overflow-x:auto} td,th{white-space:nowrap}
 """
 
 
@@ -129,7 +130,8 @@ def _fpr_plot(fpr: list[float], alpha: float) -> str:
 def _table(df: pd.DataFrame | None, *, escape: bool = True) -> str:
     if df is None or len(df) == 0:
         return '<p class="note">none</p>'
-    return df.to_html(index=False, escape=escape, float_format=lambda v: f"{v:.3g}", border=0)
+    table = df.to_html(index=False, escape=escape, float_format=lambda v: f"{v:.3g}", border=0)
+    return f'<div class="scroll">{table}</div>'  # wide tables scroll inside the page
 
 
 def _kv(d: Mapping[str, Any] | None) -> str:
