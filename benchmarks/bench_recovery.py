@@ -139,7 +139,7 @@ def probe_locus_ranking(store_dir: Path, windows: pd.DataFrame, obs: pd.DataFram
 
 def pipeline_one(seed: int, fraction: float, args: argparse.Namespace, ctx: dict, work: Path) -> dict:
     from genosae.biomarkers.simulate import simulate_cohort
-    from genosae.features.activations import feature_activations
+    from genosae.features.activations import window_activations
     from genosae.genome.designs import read_samples
     from genosae.genome.windows import cohort_windows
     from genosae.model.embed import embed_windows
@@ -159,10 +159,10 @@ def pipeline_one(seed: int, fraction: float, args: argparse.Namespace, ctx: dict
     embed_windows(ctx["adapter"], windows, windows["sequence"].tolist(), store_dir,
                   batch_size=args.batch_size, progress=False)
     t_embed = time.time() - t0
-    acts = feature_activations(ctx["sae"], ActivationStore(store_dir))
+    acts = window_activations(ctx["sae"], ActivationStore(store_dir), progress=False)
     emb = mean_embeddings(store_dir, "sample_id")
     obs = sim.samples.set_index("sample_id")[["condition", "age"]]
-    run = run_biomarkers(acts.codes, acts.tokens, windows, design={"kind": "cohort", "name": "bench"},
+    run = run_biomarkers(acts, None, windows, design={"kind": "cohort", "name": "bench"},
                          params={"permutations": 0, "alpha": ALPHA, "kmer_k": args.k, "cv_folds": 5,
                                  "covariates": []},
                          feature_names=acts.feature_names, catalog=ctx["catalog"], obs=obs,

@@ -30,6 +30,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder (codes.npz, tokens.parquet, meta.json)")
     p.set_defaults(func=_encode_features)
 
+    p = sub.add_parser("window-acts", help="SAE feature sums/maxima/active counts per window of a store "
+                       "(streamed; what profiles and biomarkers need)")
+    p.add_argument("--store", required=True, help="activation store folder (genosae embed)")
+    p.add_argument("--sae", required=True, help="SAE folder (genosae train-sae)")
+    p.add_argument("--threshold", type=float, default=0.0, help="activation counted as active above this")
+    p.add_argument("--out", required=True, help="output folder (window_acts.npz, meta.json)")
+    p.set_defaults(func=_window_acts)
+
     p = sub.add_parser("fetch-model", help="download a hub model on a login node (compute nodes run offline)")
     p.add_argument("model", help="hub id, e.g. InstaDeepAI/nucleotide-transformer-v2-50m-multi-species")
     p.add_argument("--revision", default=None, help="commit, tag or branch to pin")
@@ -58,6 +66,19 @@ def _encode_features(args: argparse.Namespace) -> int:
     acts = feature_activations(load_sae(args.sae), ActivationStore(args.store))
     acts.save(args.out)
     print(f"{acts.n_tokens} tokens x {acts.n_features} features, {acts.codes.nnz} nonzero -> {args.out}")
+    return 0
+
+
+def _window_acts(args: argparse.Namespace) -> int:
+    from genosae.features.activations import window_activations
+    from genosae.model.store import ActivationStore
+    from genosae.sae.io import load_sae
+
+    wa = window_activations(load_sae(args.sae), ActivationStore(args.store), threshold=args.threshold)
+    wa.meta.update(sae=str(args.sae), store=str(args.store))
+    wa.save(args.out)
+    print(f"{wa.n_windows} windows x {len(wa.feature_names)} features "
+          f"({int(wa.n_tokens.sum())} tokens) -> {args.out}")
     return 0
 
 

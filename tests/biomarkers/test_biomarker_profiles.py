@@ -96,3 +96,24 @@ def test_bad_inputs_raise(cohort):
     with pytest.raises(InputError, match="one condition"):
         region_profiles(cohort.codes, cohort.tokens, w, unit="sample_id")
     assert sp.issparse(cohort.codes)
+
+
+def test_profiles_from_window_acts(cohort):
+    from genosae.features.activations import WindowActs
+
+    wa = WindowActs.from_codes(cohort.codes, cohort.tokens, len(cohort.windows),
+                               feature_names=cohort.feature_names)
+    a = region_profiles(cohort.codes, cohort.tokens, cohort.windows, unit="sample_id",
+                        feature_names=cohort.feature_names)
+    b = region_profiles(wa, None, cohort.windows, unit="sample_id")
+    assert list(b.var_names) == cohort.feature_names
+    for layer in ("mean", "max", "frac_active"):
+        np.testing.assert_allclose(a.layers[layer], b.layers[layer], rtol=1e-6)
+    # a sample's mean is the token-weighted mean of its windows
+    s = cohort.samples["sample_id"].iloc[0]
+    rows = np.flatnonzero(cohort.windows["sample_id"].to_numpy()[cohort.tokens["window_index"]] == s)
+    np.testing.assert_allclose(b[s].layers["mean"][0], cohort.codes[rows].toarray().mean(axis=0), rtol=1e-5)
+    lp = locus_profiles(wa, None, cohort.windows)
+    np.testing.assert_allclose(lp.mean, locus_profiles(cohort.codes, cohort.tokens, cohort.windows).mean)
+    with pytest.raises(InputError, match="windows table has"):
+        region_profiles(wa, None, cohort.windows.iloc[:-1])

@@ -11,9 +11,11 @@ import torch
 from genosae.errors import InputError
 from genosae.features.activations import (
     FeatureActs,
+    WindowActs,
     feature_activations,
     neuron_activations,
     random_direction_activations,
+    window_activations,
     window_split,
 )
 from genosae.features.alignment import align_concepts
@@ -46,6 +48,28 @@ def test_feature_activations_match_dense_encode(fake_store, fake_sae_factory, tm
     assert part.n_tokens == 20
     with pytest.raises(InputError, match=r"meta\.json"):
         FeatureActs.load(tmp_path)
+
+
+@pytest.mark.parametrize("batch_size", [5, 4096])  # batches that split windows, and whole shards
+def test_window_activations_stream_equals_token_level(fake_store, fake_sae_factory, tmp_path, batch_size):
+    sae = fake_sae_factory()
+    acts = feature_activations(sae, fake_store)
+    wa = window_activations(sae, fake_store, threshold=0.1, batch_size=batch_size, progress=False)
+    ref = WindowActs.from_codes(acts.codes, acts.tokens, 6, feature_names=acts.feature_names, threshold=0.1)
+    dense = acts.codes.toarray()
+    win = acts.tokens["window_index"].to_numpy()
+    for w in range(6):  # naive per-window loop as the reference
+        np.testing.assert_allclose(wa.sum[w], dense[win == w].sum(axis=0), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(wa.max[w], dense[win == w].max(axis=0), rtol=1e-6)
+        np.testing.assert_array_equal(wa.n_active[w], (dense[win == w] > 0.1).sum(axis=0))
+    assert wa.n_tokens.tolist() == [16] * 6  # the special token of each window is left out
+    for name in ("sum", "max", "n_active", "n_tokens"):
+        np.testing.assert_allclose(getattr(wa, name), getattr(ref, name), rtol=1e-5, atol=1e-5)
+    back = WindowActs.load(wa.save(tmp_path / "wa"))
+    np.testing.assert_array_equal(back.sum, wa.sum)
+    assert back.feature_names == wa.feature_names and back.threshold == 0.1
+    with pytest.raises(InputError, match="meta"):
+        WindowActs.load(tmp_path)
 
 
 def test_baselines(fake_store):

@@ -1,6 +1,6 @@
 rule biomarkers:
     input:
-        acts=f"{OUT}/features/acts/{{design}}",
+        acts=f"{OUT}/features/window_acts/{{design}}",
         windows=f"{OUT}/windows/{{design}}.windows.tsv",
         store=f"{OUT}/embed/{{design}}/store",
         catalog=rules.features.output.catalog,

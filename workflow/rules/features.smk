@@ -31,16 +31,16 @@ rule features:
         f" --reference-dir {REF} --out {OUT}/features > {{log}} 2>&1"
 
 
-rule design_feature_acts:
+rule design_window_acts:
     input:
         store=f"{OUT}/embed/{{design}}/store",
         sae=f"{SAE_MAIN}/cfg.json",
     output:
-        directory(f"{OUT}/features/acts/{{design}}"),
+        directory(f"{OUT}/features/window_acts/{{design}}"),
     log:
-        f"{LOGS}/features/acts.{{design}}.log",
+        f"{LOGS}/features/window_acts.{{design}}.log",
     benchmark:
-        f"{BENCH}/features/acts.{{design}}.tsv"
+        f"{BENCH}/features/window_acts.{{design}}.tsv"
     conda:
         "../envs/genosae.yaml"
     threads: config["threads"]
@@ -48,4 +48,4 @@ rule design_feature_acts:
         mem_mb=8000,
         runtime=60,
     shell:
-        f"genosae encode-features --store {{input.store}} --sae {SAE_MAIN} --out {{output}} > {{log}} 2>&1"
+        f"genosae window-acts --store {{input.store}} --sae {SAE_MAIN} --out {{output}} > {{log}} 2>&1"

@@ -32,7 +32,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--config", required=True, help="YAML config")
         p.add_argument("--design", required=True, help="design name under 'designs'")
         p.add_argument("--acts", required=True, nargs="+",
-                       help="FeatureActs folder(s) (genosae features output), concatenated in order")
+                       help="window activations (genosae window-acts) or token-level FeatureActs "
+                       "folder(s) (genosae encode-features; several are concatenated in order)")
         p.add_argument("--windows", required=True, help="windows table the activations index (*.windows.tsv)")
         p.add_argument("--catalog", default=None, help="feature_catalog.csv")
         p.add_argument("--samples", default=None, help="cohort sample sheet (default: the design's)")
@@ -105,17 +106,26 @@ def _simulate(args: argparse.Namespace) -> int:
 def _load_inputs(args: argparse.Namespace) -> dict[str, Any]:
     import scipy.sparse as sp
 
-    from genosae.features.activations import FeatureActs
+    from genosae._io import read_json
+    from genosae.features.activations import WINDOW_FORMAT, FeatureActs, WindowActs
 
     config = _config(args.config)
     design = _design(config, args.design, args.config)
-    parts = [FeatureActs.load(p) for p in args.acts]
-    names = parts[0].feature_names
-    for p, fa in zip(args.acts[1:], parts[1:]):
-        if fa.feature_names != names:
-            raise InputError("feature names differ from the first --acts folder", path=p)
-    codes = sp.vstack([fa.codes for fa in parts]).tocsr()
-    tokens = pd.concat([fa.tokens for fa in parts], ignore_index=True)
+    fmt = read_json(Path(args.acts[0]) / "meta.json").get("format") \
+        if (Path(args.acts[0]) / "meta.json").is_file() else None
+    if fmt == WINDOW_FORMAT:
+        if len(args.acts) > 1:
+            raise InputError("give one window-activations folder (one per design)", path=args.acts[1])
+        wa = WindowActs.load(args.acts[0])
+        codes, tokens, names = wa, None, wa.feature_names
+    else:
+        parts = [FeatureActs.load(p) for p in args.acts]
+        names = parts[0].feature_names
+        for p, fa in zip(args.acts[1:], parts[1:]):
+            if fa.feature_names != names:
+                raise InputError("feature names differ from the first --acts folder", path=p)
+        codes = sp.vstack([fa.codes for fa in parts]).tocsr()
+        tokens = pd.concat([fa.tokens for fa in parts], ignore_index=True)
     wpath = Path(args.windows)
     if not wpath.exists():
         raise InputError("windows table not found", path=wpath)

@@ -24,12 +24,14 @@ from genosae.biomarkers.loci import locus_summary, locus_variants, test_loci, va
 from genosae.biomarkers.profiles import (
     REFERENCE_SAMPLE,
     LocusProfiles,
+    as_window_acts,
     locus_profiles,
     region_profiles,
     write_profiles,
 )
 from genosae.biomarkers.stats import case_control_masks, test_features
 from genosae.biomarkers.tables import biomarker_loci, biomarker_table
+from genosae.features.activations import WindowActs
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +56,8 @@ class BiomarkerRun:
 
 
 def run_biomarkers(
-    codes: sp.spmatrix,
-    tokens: pd.DataFrame,
+    acts: WindowActs | sp.spmatrix,
+    tokens: pd.DataFrame | None,
     windows: pd.DataFrame,
     *,
     design: dict[str, Any],
@@ -74,8 +76,10 @@ def run_biomarkers(
 
     Parameters
     ----------
-    codes, tokens, windows, feature_names
-        Feature activations (``FeatureActs``) and the windows table they index.
+    acts, tokens, windows, feature_names
+        Feature activations: per-window aggregates (``WindowActs``, ``tokens=None``) or token-level
+        codes with their token table (``FeatureActs.codes``, ``.tokens``), and the windows table
+        they index.
     design
         The design's config section (``kind``, ``case_label``, ``control_label``).
     params
@@ -93,7 +97,9 @@ def run_biomarkers(
     unit = "sample_id" if design.get("kind") == "cohort" else "region_id"
     if sequences is None and "sequence" in windows.columns:
         sequences = windows["sequence"].astype(str).tolist()
-    adata = region_profiles(codes, tokens, windows, unit=unit, obs=obs, catalog=catalog,
+    wa = as_window_acts(acts, tokens, windows, feature_names, 0.0)
+    feature_names = list(feature_names) if feature_names is not None else wa.feature_names
+    adata = region_profiles(wa, None, windows, unit=unit, obs=obs, catalog=catalog,
                             sequences=sequences if unit == "region_id" else None, config=config,
                             feature_names=feature_names)
     # the reference haplotype is a baseline for per-locus deltas, not a unit of the comparison
@@ -133,7 +139,7 @@ def run_biomarkers(
     lp, tests, locus_table, variants = None, None, None, None
     if unit == "sample_id" and "region_id" in windows.columns:
         cond = windows["sample_id"].astype(str).map(adata.obs["condition"].astype(str))
-        lp = locus_profiles(codes, tokens, windows.assign(condition=cond), feature_names=feature_names)
+        lp = locus_profiles(wa, None, windows.assign(condition=cond), feature_names=feature_names)
         names = None
         if "name" in windows.columns:
             first = windows.drop_duplicates("region_id")

@@ -34,6 +34,7 @@ import scipy.sparse as sp
 
 from genosae._io import atomic_path
 from genosae.errors import InputError
+from genosae.features.activations import WindowActs
 
 log = logging.getLogger(__name__)
 
@@ -63,70 +64,51 @@ def _condition_column(windows: pd.DataFrame) -> str | None:
     return None
 
 
-def _token_units(
-    tokens: pd.DataFrame, windows: pd.DataFrame, keys: Sequence[str], n_tokens: int
-) -> tuple[np.ndarray, pd.DataFrame]:
-    """Unit code per token (-1 = dropped) and the unit table (one row per unit, first window)."""
-    if len(tokens) != n_tokens:
-        raise InputError(f"token table has {len(tokens)} rows but codes have {n_tokens}; "
-                         "pass the token table that belongs to these codes", record="tokens")
-    if "window_index" not in tokens.columns:
-        raise InputError("token table lacks 'window_index'; use FeatureActs.tokens", record="tokens")
+Acts = WindowActs | sp.spmatrix
+
+
+def as_window_acts(acts: Acts, tokens: pd.DataFrame | None, windows: pd.DataFrame,
+                 feature_names: Sequence[str] | None, threshold: float) -> WindowActs:
+    """``acts`` as per-window aggregates (token-level codes are aggregated with their token table)."""
+    if isinstance(acts, WindowActs):
+        if acts.n_windows != len(windows):
+            raise InputError(f"window activations cover {acts.n_windows} windows but the windows table "
+                             f"has {len(windows)}; pass the table the store was embedded from",
+                             record="windows")
+        return acts
+    if tokens is None:
+        raise InputError("token-level codes need their token table", record="tokens")
+    names = list(feature_names) if feature_names is not None else None
+    return WindowActs.from_codes(acts, tokens, len(windows), feature_names=names, threshold=threshold)
+
+
+def _window_units(windows: pd.DataFrame, keys: Sequence[str]) -> tuple[np.ndarray, pd.DataFrame]:
+    """Unit code of each window and the unit table (one row per unit: its first window)."""
     missing = [k for k in keys if k not in windows.columns]
     if missing:
         raise InputError(f"windows table lacks column(s) {missing}; add them or choose another unit",
                          record="windows")
-    win_idx = tokens["window_index"].to_numpy(dtype=np.int64)
-    if win_idx.size and (win_idx.min() < 0 or win_idx.max() >= len(windows)):
-        raise InputError(f"token window_index out of range 0..{len(windows) - 1}; the windows table "
-                         "does not match the activations", record="tokens")
-    keep = np.ones(n_tokens, dtype=bool)
-    if "is_special" in tokens.columns:
-        keep &= ~tokens["is_special"].to_numpy(dtype=bool)
-    elif "bp_start" in tokens.columns:
-        keep &= tokens["bp_start"].to_numpy() >= 0
-    key_frame = windows[list(keys)].astype(str)
-    win_unit, _ = pd.MultiIndex.from_frame(key_frame).factorize()
-    unit_of_token = np.where(keep, win_unit[win_idx], -1)
+    win_unit, _ = pd.MultiIndex.from_frame(windows[list(keys)].astype(str)).factorize()
     first = pd.Series(np.arange(len(windows))).groupby(win_unit).first().to_numpy()
-    units = windows.iloc[first].reset_index(drop=True)
-    return unit_of_token.astype(np.int64), units
+    return win_unit.astype(np.int64), windows.iloc[first].reset_index(drop=True)
 
 
 def _aggregate(
-    codes: sp.csr_matrix, unit_of_token: np.ndarray, n_units: int, threshold: float
+    acts: WindowActs, win_unit: np.ndarray, n_units: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Mean, max and fraction active per unit × feature, plus tokens per unit (vectorised)."""
-    codes = sp.csr_matrix(codes, dtype=np.float32)
-    if codes.data.size and codes.data.min() < 0:
-        raise InputError("feature activations must be non-negative (SAE codes after the "
-                         "activation function)", record="codes")
-    n_tok, n_feat = codes.shape
-    keep = unit_of_token >= 0
-    rows = unit_of_token[keep]
-    tok = np.flatnonzero(keep)
-    indicator = sp.csr_matrix((np.ones(rows.size, dtype=np.float32), (rows, tok)),
-                              shape=(n_units, n_tok))
-    counts = np.asarray(indicator.sum(axis=1)).ravel()
+    """Mean, max and fraction active per unit × feature, plus tokens per unit (from window sums)."""
+    ind = sp.csr_matrix((np.ones(win_unit.size, np.float64), (win_unit, np.arange(win_unit.size))),
+                        shape=(n_units, win_unit.size))
+    counts = np.asarray(ind @ acts.n_tokens.astype(np.float64)).ravel()
     denom = np.maximum(counts, 1)[:, None]
-    mean = np.asarray((indicator @ codes).todense(), dtype=np.float64) / denom
-    active = codes.copy()
-    active.data = (active.data > threshold).astype(np.float32)
-    frac = np.asarray((indicator @ active).todense(), dtype=np.float64) / denom
-    # max: one key per (unit, feature) among stored entries, then a segmented maximum
-    coo = codes.tocoo()
-    entry_unit = unit_of_token[coo.row]
-    ok = entry_unit >= 0
-    flat = entry_unit[ok] * n_feat + coo.col[ok].astype(np.int64)
-    vals = coo.data[ok]
-    mx = np.zeros(n_units * n_feat, dtype=np.float32)
-    if flat.size:
-        order = np.argsort(flat, kind="stable")
-        flat, vals = flat[order], vals[order]
-        starts = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])
-        mx[flat[starts]] = np.maximum.reduceat(vals, starts)
-    return (mean.astype(np.float32), mx.reshape(n_units, n_feat), frac.astype(np.float32),
-            counts.astype(np.int64))
+    mean = np.asarray(ind @ acts.sum.astype(np.float64)) / denom
+    frac = np.asarray(ind @ acts.n_active.astype(np.float64)) / denom
+    order = np.argsort(win_unit, kind="stable")
+    starts = np.flatnonzero(np.r_[True, win_unit[order][1:] != win_unit[order][:-1]])
+    mx = np.zeros((n_units, acts.max.shape[1]), dtype=np.float32)
+    if order.size:
+        mx[win_unit[order][starts]] = np.maximum.reduceat(acts.max[order], starts, axis=0)
+    return (mean.astype(np.float32), mx, frac.astype(np.float32), counts.astype(np.int64))
 
 
 def sequence_covariates(sequences: Sequence[str]) -> pd.DataFrame:
@@ -174,8 +156,8 @@ def _unit_sequences(windows: pd.DataFrame, sequences: Sequence[str] | None,
 
 
 def region_profiles(
-    codes: sp.spmatrix,
-    tokens: pd.DataFrame,
+    acts: Acts,
+    tokens: pd.DataFrame | None,
     windows: pd.DataFrame,
     *,
     unit: Unit = "region_id",
@@ -190,11 +172,13 @@ def region_profiles(
 
     Parameters
     ----------
-    codes
-        Sparse ``[n_tokens, n_features]`` non-negative activations (``FeatureActs.codes``).
+    acts
+        Per-window aggregates (:class:`~genosae.features.activations.WindowActs`, what
+        ``genosae window-acts`` streams from a store), or sparse token-level codes
+        ``[n_tokens, n_features]`` (``FeatureActs.codes``) with their ``tokens``.
     tokens
-        Token table with ``window_index`` (row of ``windows``); ``is_special`` or ``bp_start < 0``
-        tokens are ignored.
+        Token table of token-level codes, with ``window_index`` (row of ``windows``);
+        ``is_special`` or ``bp_start < 0`` tokens are ignored. ``None`` with ``WindowActs``.
     windows
         Windows table (``window_id, chrom, start, end, strand, region_id`` + ``group``/``condition``,
         ``sample_id``, ``sequence``).
@@ -220,11 +204,10 @@ def region_profiles(
     """
     if unit not in get_args(Unit):
         raise InputError(f"unit must be one of {get_args(Unit)}, got {unit!r}", record="unit")
-    codes = sp.csr_matrix(codes)
-    unit_of_token, units = _token_units(tokens, windows, [unit], codes.shape[0])
+    wa = as_window_acts(acts, tokens, windows, feature_names, threshold)
+    win_unit, units = _window_units(windows, [unit])
     n_units = len(units)
-    mean, mx, frac, counts = _aggregate(codes, unit_of_token, n_units, threshold)
-    win_unit = pd.Index(units[unit].astype(str)).get_indexer(windows[unit].astype(str))
+    mean, mx, frac, counts = _aggregate(wa, win_unit, n_units)
     obs_df = pd.DataFrame(index=pd.Index(units[unit].astype(str), name=unit))
     cond_col = _condition_column(windows)
     if cond_col is not None:
@@ -263,8 +246,10 @@ def region_profiles(
         obs_df = obs_df.join(extra, how="left")
     if "condition" in obs_df.columns:
         obs_df["condition"] = pd.Categorical(obs_df["condition"].astype(str))
-    n_feat = codes.shape[1]
-    var = pd.DataFrame(index=pd.Index(_feature_names(feature_names, n_feat), name="feature"))
+    n_feat = wa.sum.shape[1]
+    names = feature_names if feature_names is not None or not isinstance(acts, WindowActs) \
+        else wa.feature_names
+    var = pd.DataFrame(index=pd.Index(_feature_names(names, n_feat), name="feature"))
     if catalog is not None:
         var = _catalog_var(var, catalog)
     adata = ad.AnnData(X=mean.copy(), obs=obs_df, var=var,
@@ -272,7 +257,7 @@ def region_profiles(
     adata.uns["genosae"] = {
         "step": "profiles",
         "unit": unit,
-        "threshold": float(threshold),
+        "threshold": float(wa.threshold),
         "config_json": json.dumps(config or {}, default=str),
         "versions": versions(),
     }
@@ -355,8 +340,8 @@ class LocusProfiles:
 
 
 def locus_profiles(
-    codes: sp.spmatrix,
-    tokens: pd.DataFrame,
+    acts: Acts,
+    tokens: pd.DataFrame | None,
     windows: pd.DataFrame,
     *,
     reference_sample: str = REFERENCE_SAMPLE,
@@ -367,13 +352,15 @@ def locus_profiles(
 
     Windows need ``sample_id`` and ``region_id``; the condition comes from ``condition``/``group``.
     """
-    codes = sp.csr_matrix(codes)
-    unit_of_token, units = _token_units(tokens, windows, ["sample_id", "region_id"], codes.shape[0])
-    mean_u, max_u, _, _ = _aggregate(codes, unit_of_token, len(units), threshold)
+    wa = as_window_acts(acts, tokens, windows, feature_names, threshold)
+    win_unit, units = _window_units(windows, ["sample_id", "region_id"])
+    mean_u, max_u, _, _ = _aggregate(wa, win_unit, len(units))
     samples, s_idx = np.unique(units["sample_id"].astype(str).to_numpy(), return_inverse=True)
     region_ids = units["region_id"].astype(str).to_numpy()
     regions_u, r_idx = np.unique(region_ids, return_inverse=True)
-    n_s, n_r, n_f = len(samples), len(regions_u), codes.shape[1]
+    n_s, n_r, n_f = len(samples), len(regions_u), wa.sum.shape[1]
+    if feature_names is None and isinstance(acts, WindowActs):
+        feature_names = wa.feature_names
     mean = np.full((n_s, n_r, n_f), np.nan, dtype=np.float32)
     mx = np.full((n_s, n_r, n_f), np.nan, dtype=np.float32)
     mean[s_idx, r_idx] = mean_u

@@ -2,7 +2,9 @@
 
 A :class:`FeatureActs` holds one CSR row per kept token and one column per feature, built shard by
 shard so that the dense ``[n_tokens, d_sae]`` matrix never exists, plus the token table that says
-where each row lies on the genome.
+where each row lies on the genome. A :class:`WindowActs` keeps only per-window sums, maxima and
+active counts (:func:`window_activations` streams a store into one): all that region, sample and
+locus profiles need, at a size independent of the number of tokens.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from genosae.errors import InputError
 __all__ = [
     "TOKEN_COLUMNS",
     "FeatureActs",
+    "WindowActs",
     "feature_activations",
     "neuron_activations",
     "random_direction_activations",
+    "window_activations",
     "window_split",
 ]
 
@@ -312,3 +316,176 @@ def random_direction_activations(
     codes, tokens = _collect(store, project, batch_size=batch_size, max_tokens=max_tokens,
                              exclude_special=exclude_special)
     return FeatureActs(codes, tokens, [f"r{i}" for i in range(n)], "random", {"seed": seed})
+
+
+WINDOW_FORMAT = "genosae-window-acts/1"
+
+
+def _segment_aggregate(codes: sp.csr_matrix, segment: np.ndarray, n_segments: int, threshold: float
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sum, max and count above ``threshold`` of sparse non-negative rows per segment id (dense out)."""
+    n_feat = codes.shape[1]
+    ind = sp.csr_matrix((np.ones(segment.size, np.float32), (segment, np.arange(segment.size))),
+                        shape=(n_segments, segment.size))
+    total = np.asarray((ind @ codes).todense(), dtype=np.float32)
+    active = codes.copy()
+    active.data = (active.data > threshold).astype(np.float32)
+    n_active = np.asarray((ind @ active).todense(), dtype=np.float32)
+    coo = codes.tocoo()
+    flat = segment[coo.row] * n_feat + coo.col.astype(np.int64)
+    mx = np.zeros(n_segments * n_feat, dtype=np.float32)
+    if flat.size:  # segmented maximum over (segment, feature) keys
+        order = np.argsort(flat, kind="stable")
+        flat, vals = flat[order], coo.data[order]
+        starts = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])
+        mx[flat[starts]] = np.maximum.reduceat(vals, starts)
+    return total, mx.reshape(n_segments, n_feat), n_active
+
+
+@dataclass
+class WindowActs:
+    """Per-window aggregates of feature activations: what per-region/sample profiles need.
+
+    Exact building blocks of any union of windows: a unit's mean is ``sum / n_tokens`` summed over
+    its windows, its max the max of the maxima, its active fraction ``n_active / n_tokens``.
+    Dense ``[n_windows, n_features]`` float32 (``n_windows × n_features × 12`` bytes), independent
+    of the number of tokens, so a cohort never needs its token-level codes in memory.
+
+    Attributes
+    ----------
+    sum, max, n_active
+        Sum, maximum and count of activations above ``threshold`` over each window's kept tokens
+        (special tokens and tokens without reference coordinates are left out).
+    n_tokens
+        Kept tokens per window ``[n_windows]``.
+    """
+
+    sum: np.ndarray
+    max: np.ndarray
+    n_active: np.ndarray
+    n_tokens: np.ndarray
+    feature_names: list[str]
+    threshold: float = 0.0
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        shape = (len(self.n_tokens), len(self.feature_names))
+        for name in ("sum", "max", "n_active"):
+            if getattr(self, name).shape != shape:
+                msg = f"{name} has shape {getattr(self, name).shape}, expected {shape}"
+                raise ValueError(msg)
+
+    @property
+    def n_windows(self) -> int:
+        return len(self.n_tokens)
+
+    @classmethod
+    def from_codes(cls, codes: sp.spmatrix, tokens: pd.DataFrame, n_windows: int, *,
+                   feature_names: list[str] | None = None, threshold: float = 0.0) -> WindowActs:
+        """Aggregate token-level codes (``FeatureActs.codes`` + ``.tokens``) per window (vectorised)."""
+        codes = sp.csr_matrix(codes, dtype=np.float32)
+        if len(tokens) != codes.shape[0]:
+            raise InputError(f"token table has {len(tokens)} rows but codes have {codes.shape[0]}; "
+                             "pass the token table that belongs to these codes", record="tokens")
+        if "window_index" not in tokens.columns:
+            raise InputError("token table lacks 'window_index'; use FeatureActs.tokens", record="tokens")
+        if codes.data.size and codes.data.min() < 0:
+            raise InputError("feature activations must be non-negative (SAE codes after the "
+                             "activation function)", record="codes")
+        win = tokens["window_index"].to_numpy(np.int64)
+        if win.size and (win.min() < 0 or win.max() >= n_windows):
+            raise InputError(f"token window_index out of range 0..{n_windows - 1}; the windows table "
+                             "does not match the activations", record="tokens")
+        keep = np.ones(len(win), dtype=bool)
+        if "is_special" in tokens.columns:
+            keep &= ~tokens["is_special"].to_numpy(dtype=bool)
+        if "bp_start" in tokens.columns:
+            keep &= tokens["bp_start"].to_numpy() >= 0
+        tok = np.flatnonzero(keep)
+        total, mx, n_active = _segment_aggregate(codes[tok], win[tok], n_windows, threshold)
+        names = feature_names if feature_names is not None else [str(i) for i in range(codes.shape[1])]
+        return cls(total, mx, n_active, np.bincount(win[tok], minlength=n_windows).astype(np.int64),
+                   list(names), threshold)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write ``window_acts.npz`` + ``meta.json`` into folder ``path`` (atomically)."""
+        path = Path(path)
+        with atomic_path(path, is_dir=True) as tmp:
+            np.savez(tmp / "window_acts.npz", sum=self.sum, max=self.max, n_active=self.n_active,
+                     n_tokens=self.n_tokens)
+            write_json({"format": WINDOW_FORMAT, "feature_names": self.feature_names,
+                        "threshold": self.threshold, "meta": self.meta}, tmp / "meta.json")
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> WindowActs:
+        """Read a folder written by :meth:`save`."""
+        path = Path(path)
+        meta_path = path / "meta.json"
+        if not meta_path.is_file():
+            raise InputError("not a window-activations folder (no meta.json); run `genosae "
+                             "window-acts`", path=path)
+        meta = read_json(meta_path)
+        if meta.get("format") != WINDOW_FORMAT:
+            raise InputError(f"unsupported format {meta.get('format')!r}, expected {WINDOW_FORMAT!r}",
+                             path=meta_path, record="format")
+        with np.load(path / "window_acts.npz") as z:
+            return cls(z["sum"], z["max"], z["n_active"], z["n_tokens"], list(meta["feature_names"]),
+                       float(meta.get("threshold", 0.0)), meta.get("meta", {}))
+
+
+def window_activations(
+    sae: Encoder,
+    store: StoreLike,
+    *,
+    threshold: float = 0.0,
+    batch_size: int = 4096,
+    device: str = "cpu",
+    progress: bool = True,
+) -> WindowActs:
+    """Encode a store with ``sae`` shard by shard and keep only per-window aggregates.
+
+    Memory is ``n_windows × d_sae`` (three float32 arrays) plus one batch of dense codes, whatever
+    the number of tokens; the result equals ``WindowActs.from_codes`` on :func:`feature_activations`.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    module = sae if hasattr(sae, "parameters") else None
+    param = next(module.parameters(), None) if module is not None else None
+    dtype = param.dtype if param is not None else torch.float32
+    n_windows = len(store.windows)
+    total = mx = n_active = None
+    n_tokens = np.zeros(n_windows, dtype=np.int64)
+    shards = list(store.shards) if hasattr(store, "shards") else None
+    bar = tqdm(total=len(shards) if shards is not None else None, desc="encode windows", unit="shard",
+               disable=not progress)
+    for shard in store.iter_shards():
+        acts = np.asarray(shard["acts"])
+        keep = np.asarray(shard["bp_start"]) >= 0
+        if "is_special" in shard:
+            keep &= ~np.asarray(shard["is_special"], dtype=bool)
+        idx = np.flatnonzero(keep)
+        win_all = np.asarray(shard["window_index"], dtype=np.int64)
+        for lo in range(0, len(idx), batch_size):
+            rows = idx[lo:lo + batch_size]
+            with torch.no_grad():
+                x = torch.from_numpy(np.ascontiguousarray(acts[rows], dtype=np.float32)).to(device=device, dtype=dtype)
+                codes = sae.encode(x).float().cpu().numpy()
+            if total is None:
+                total = np.zeros((n_windows, codes.shape[1]), np.float32)
+                mx, n_active = np.zeros_like(total), np.zeros_like(total)
+            win = win_all[rows]
+            w, seg = np.unique(win, return_inverse=True)  # the few windows of this batch
+            seg_sum, seg_max, seg_act = _segment_aggregate(sp.csr_matrix(codes), seg, w.size, threshold)
+            total[w] += seg_sum
+            mx[w] = np.maximum(mx[w], seg_max)
+            n_active[w] += seg_act
+            np.add.at(n_tokens, win, 1)
+        bar.update(1)
+    bar.close()
+    if total is None:
+        raise InputError("the activation store holds no tokens; re-run `genosae embed`",
+                         path=getattr(store, "path", None))
+    names = [f"f{i}" for i in range(total.shape[1])]
+    return WindowActs(total, mx, n_active, n_tokens, names, float(threshold))
