@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from genosae.biomarkers import run_biomarkers
+from genosae.biomarkers.loci import vcf_locus_variants
 from genosae.biomarkers.simulate import resolve_motif, simulate_cohort
 from genosae.features.activations import feature_activations
 from genosae.features.motifs import feature_pwms, match_motifs
@@ -115,3 +116,11 @@ def test_planted_motif_is_the_top_biomarker(yeast_reference, tmp_path):
     assert set(run.locus_table.head(len(planted))["region_id"]) == planted
     assert run.permutation.observed_fpr <= 0.05
     assert isinstance(run.baselines, pd.DataFrame) and "kmer_k4" in set(run.baselines["method"])
+    # the variants read back from the haplotype windows are exactly the VCFs' (this cohort has SNVs only)
+    spans = windows.groupby("region_id").agg(chrom=("chrom", "first"), start=("start", "min"),
+                                             end=("end", "max")).reset_index()
+    from_vcf = vcf_locus_variants(read_samples(tmp_path / "sim" / "samples.tsv"), spans, ref)
+    key = ["region_id", "pos", "ref", "alt", "carriers_case", "carriers_control"]
+    pd.testing.assert_frame_equal(from_vcf[key].sort_values(key).reset_index(drop=True),
+                                  run.variants[key].sort_values(key).reset_index(drop=True),
+                                  check_dtype=False)

@@ -7,7 +7,13 @@ from scipy import stats as sst
 from statsmodels.stats.multitest import multipletests
 
 from genosae.biomarkers import locus_profiles, run_biomarkers
-from genosae.biomarkers.loci import locus_summary, locus_variants, test_loci, variant_labels
+from genosae.biomarkers.loci import (
+    locus_summary,
+    locus_variants,
+    test_loci,
+    variant_labels,
+    vcf_locus_variants,
+)
 from genosae.errors import InputError
 
 
@@ -113,3 +119,35 @@ def test_locus_summary_ranks_by_number_of_features():
     # nothing passes BH: loci are ordered by nominal hits, then the smallest p
     weak = tests.assign(q=0.5, p=[0.02, 0.03, 0.005, 0.2])
     assert locus_summary(weak, regions)["region_id"].tolist() == ["Y", "X"]
+
+
+def test_vcf_locus_variants_indels_and_multiallelic(make_fasta, tmp_path):
+    from genosae.genome.reference import Reference
+
+    seq = "ACGTACGTAC" * 10
+    ref = Reference.open(make_fasta({"chr1": seq}))
+    rows = [  # 1-based POS
+        ("chr1", 11, seq[10], "T" if seq[10] != "T" else "G", "0|1", "0|0", "0|0"),
+        ("chr1", 21, seq[20:23], seq[20], "1|1", "0|0", "0|1"),  # 2-bp deletion
+        ("chr1", 31, seq[30], "C,G" if seq[30] not in "CG" else "A,T", "1|2", "0|0", "./."),
+        ("chr1", 95, seq[94], "T" if seq[94] != "T" else "G", "1|1", "1|1", "1|1"),  # outside loci
+    ]
+    header = ["##fileformat=VCFv4.2", "##contig=<ID=chr1,length=100>",
+              '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
+              "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1\tS2\tC1"]
+    body = [f"{c}\t{p}\t.\t{r}\t{a}\t.\tPASS\t.\tGT\t{g1}\t{g2}\t{g3}" for c, p, r, a, g1, g2, g3 in rows]
+    vcf = tmp_path / "cohort.vcf"
+    vcf.write_text("\n".join(header + body) + "\n")
+    sheet = pd.DataFrame({"sample_id": ["S1", "S2", "C1"], "condition": ["case", "case", "control"],
+                          "vcf": str(vcf)})
+    regions = pd.DataFrame({"region_id": ["R1", "R2"], "chrom": "chr1", "start": [0, 50], "end": [50, 90]})
+    v = vcf_locus_variants(sheet, regions, ref)
+    got = {(r.region_id, r.pos, r.ref, r.alt): (r.freq_case, r.freq_control) for r in v.itertuples()}
+    alts31 = rows[2][3].split(",")
+    assert got == {("R1", 11, rows[0][2], rows[0][3]): (0.5, 0.0),
+                   ("R1", 21, rows[1][2], rows[1][3]): (0.5, 1.0),
+                   ("R1", 31, rows[2][2], alts31[0]): (0.5, 0.0),
+                   ("R1", 31, rows[2][2], alts31[1]): (0.5, 0.0)}
+    assert variant_labels(v)["R1"].startswith("chr1:11 ") or variant_labels(v)["R1"].startswith("chr1:31 ")
+    with pytest.raises(InputError, match="not in the VCF"):
+        vcf_locus_variants(sheet.assign(sample_id=["S1", "X", "C1"]), regions, ref)

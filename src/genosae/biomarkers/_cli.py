@@ -153,8 +153,23 @@ def _load_inputs(args: argparse.Namespace) -> dict[str, Any]:
         obs = obs.set_index("sample_id")
         if "condition" in obs.columns and not ({"condition", "group"} & set(windows.columns)):
             windows = windows.assign(condition=windows["sample_id"].map(obs["condition"]))
+    variants = None
+    if obs is not None and "vcf" in obs.columns and args.reference:  # indels too, straight from the VCFs
+        from genosae.biomarkers.loci import vcf_locus_variants
+        from genosae.genome.reference import Reference
+
+        regions = (windows.assign(region_id=windows["region_id"].astype(str))
+                   .groupby("region_id", sort=False).agg(chrom=("chrom", "first"), start=("start", "min"),
+                                                         end=("end", "max")).reset_index())
+        from genosae.genome.designs import read_samples
+
+        sheet = read_samples(samples)  # VCF paths resolved as the windows step resolved them
+        sheet = sheet[sheet["sample_id"].astype(str).isin(set(windows["sample_id"].astype(str)))]
+        variants = vcf_locus_variants(sheet, regions, Reference.open(args.reference),
+                                      case=design.get("case_label", "case"),
+                                      control=design.get("control_label", "control"))
     return dict(config=config, design=design, codes=codes, tokens=tokens, windows=windows,
-                names=names, catalog=catalog, obs=obs, sequences=sequences)
+                names=names, catalog=catalog, obs=obs, sequences=sequences, variants=variants)
 
 
 def _profiles(args: argparse.Namespace) -> int:
@@ -180,7 +195,8 @@ def _biomarkers(args: argparse.Namespace) -> int:
     run = run_biomarkers(d["codes"], d["tokens"], d["windows"], design=d["design"],
                          params=d["config"]["biomarkers"], feature_names=d["names"],
                          catalog=d["catalog"], obs=d["obs"], sequences=d["sequences"],
-                         embeddings=emb, config=d["config"], seed=d["config"].get("seed", 0))
+                         embeddings=emb, variants=d["variants"], config=d["config"],
+                         seed=d["config"].get("seed", 0))
     paths = write_run(run, args.out)
     s = run.design_summary
     print(f"biomarkers: {s['n_case']} case vs {s['n_control']} control {unit}s, "

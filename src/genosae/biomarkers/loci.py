@@ -19,6 +19,7 @@ from scipy import stats as sst
 from genosae.biomarkers.profiles import REFERENCE_SAMPLE, LocusProfiles
 from genosae.biomarkers.stats import bh, mann_whitney
 from genosae.errors import InputError
+from genosae.genome.reference import Reference
 
 LOCUS_TEST_COLUMNS = (
     "feature", "region_id", "mean_case", "mean_control", "delta", "ref_delta_case",
@@ -189,6 +190,76 @@ def locus_variants(
                               ignore_index=True)[cols]
     out.attrs["n_indel_windows"] = int((~same).sum())
     return out
+
+
+def vcf_locus_variants(
+    samples: pd.DataFrame,
+    regions: pd.DataFrame,
+    reference: Reference,
+    *,
+    case: str = "case",
+    control: str = "control",
+) -> pd.DataFrame:
+    """Variants per locus read from the cohort's VCFs: SNVs, MNVs and indels, every ALT allele.
+
+    ``samples`` is the sample sheet (``sample_id``, ``condition``, ``vcf``; the VCF must hold a
+    sample of that name); ``regions`` has ``region_id, chrom, start, end`` (0-based half-open). A
+    variant belongs to a locus when its first base lies inside it. Columns as
+    :func:`locus_variants` (a sample carries an allele when either haplotype has it; missing
+    genotypes count as not carrying).
+    """
+    from genosae.genome.variants import read_vcf
+
+    need = {"sample_id", "condition", "vcf"}
+    if not need <= set(samples.columns):
+        raise InputError(f"sample sheet lacks column(s) {sorted(need - set(samples.columns))}",
+                         record="samples")
+    cond = samples["condition"].astype(str).to_numpy()
+    n_case, n_ctrl = int((cond == case).sum()), int((cond == control).sum())
+    cache: dict[str, object] = {}
+    rows = []
+    for sid, condition, path in samples[["sample_id", "condition", "vcf"]].itertuples(index=False):
+        if str(path) not in cache:
+            cache[str(path)] = read_vcf(path, reference)
+        data = cache[str(path)]
+        if str(sid) not in data.samples:
+            raise InputError(f"sample '{sid}' is not in the VCF (samples: {', '.join(data.samples[:20])})",
+                             path=data.path)
+        gt = data.genotypes[:, data.samples.index(str(sid)), :]
+        rec = data.records
+        for allele in range(1, 1 + max((len(a) for a in rec["alts"]), default=0)):
+            has = (gt == allele).any(axis=1)
+            if not has.any():
+                continue
+            sub = rec[has]
+            alt = [a[allele - 1] if len(a) >= allele else "" for a in sub["alts"]]
+            rows.append(pd.DataFrame({"sample_id": str(sid), "condition": str(condition),
+                                      "chrom": sub["chrom"].to_numpy(), "pos0": sub["pos"].to_numpy(),
+                                      "ref": sub["ref"].to_numpy(), "alt": alt}))
+    cols = ["region_id", "chrom", "pos", "ref", "alt", "carriers_case", "carriers_control",
+            "freq_case", "freq_control", "freq_diff"]
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    calls = pd.concat(rows, ignore_index=True)
+    calls = calls[~calls["alt"].isin(["", "*", "."]) & ~calls["alt"].str.startswith("<")]
+    parts = []
+    for r in regions[["region_id", "chrom", "start", "end"]].itertuples(index=False):  # per locus
+        inside = calls[(calls["chrom"] == reference.resolve(r.chrom)) & (calls["pos0"] >= int(r.start))
+                       & (calls["pos0"] < int(r.end))]
+        if len(inside):
+            parts.append(inside.assign(region_id=str(r.region_id)))
+    if not parts:
+        return pd.DataFrame(columns=cols)
+    c = pd.concat(parts, ignore_index=True).drop_duplicates(["region_id", "sample_id", "pos0", "ref", "alt"])
+    out = (c.assign(is_case=c["condition"] == case, is_ctrl=c["condition"] == control,
+                    pos=c["pos0"] + 1)
+           .groupby(["region_id", "chrom", "pos", "ref", "alt"], sort=False)
+           .agg(carriers_case=("is_case", "sum"), carriers_control=("is_ctrl", "sum")).reset_index())
+    out["freq_case"] = out["carriers_case"] / max(n_case, 1)
+    out["freq_control"] = out["carriers_control"] / max(n_ctrl, 1)
+    out["freq_diff"] = out["freq_case"] - out["freq_control"]
+    return out.sort_values(["region_id", "freq_diff", "pos"], ascending=[True, False, True],
+                           ignore_index=True)[cols]
 
 
 def variant_labels(variants: pd.DataFrame, *, n: int = 3, min_diff: float = 0.0) -> pd.Series:

@@ -67,6 +67,7 @@ def run_biomarkers(
     obs: pd.DataFrame | None = None,
     sequences: Sequence[str] | None = None,
     embeddings: pd.DataFrame | None = None,
+    variants: pd.DataFrame | None = None,
     config: dict[str, Any] | None = None,
     seed: int = 0,
     n_loci: int = 10,
@@ -92,6 +93,10 @@ def run_biomarkers(
         baseline; default the windows' ``sequence`` column; without them the k-mer baseline is skipped.
     embeddings
         Mean raw embeddings per unit (index = unit id) for the linear-probe baseline.
+    variants
+        Cohorts: variants per locus (:func:`~genosae.biomarkers.loci.vcf_locus_variants`, from the
+        VCFs, indels included); default: SNVs called from the haplotype window sequences
+        (:func:`~genosae.biomarkers.loci.locus_variants`).
     """
     case, control = design.get("case_label", "case"), design.get("control_label", "control")
     unit = "sample_id" if design.get("kind") == "cohort" else "region_id"
@@ -136,7 +141,7 @@ def run_biomarkers(
     baselines = compare_methods(results, alpha)
     ranked = biomarker_table(stats)
     top = ranked.head(n_loci_features)
-    lp, tests, locus_table, variants = None, None, None, None
+    lp, tests, locus_table = None, None, None
     if unit == "sample_id" and "region_id" in windows.columns:
         cond = windows["sample_id"].astype(str).map(adata.obs["condition"].astype(str))
         lp = locus_profiles(wa, None, windows.assign(condition=cond), feature_names=feature_names)
@@ -145,7 +150,8 @@ def run_biomarkers(
             first = windows.drop_duplicates("region_id")
             names = first.set_index(first["region_id"].astype(str))["name"]
         tests = test_loci(lp, case=case, control=control)
-        if "sequence" in windows.columns and (windows["sample_id"] == REFERENCE_SAMPLE).any():
+        if variants is None and "sequence" in windows.columns and \
+                (windows["sample_id"] == REFERENCE_SAMPLE).any():
             variants = locus_variants(windows.assign(condition=cond), case=case, control=control)
         labels = variant_labels(variants) if variants is not None else None
         loci = biomarker_loci(top["feature"], top["direction"], loci=lp, locus_tests=tests,
