@@ -56,6 +56,18 @@ class StoreLike(Protocol):
     def iter_shards(self) -> Iterator[dict[str, Any]]: ...
 
 
+def _read_meta(path: Path, fmt: str, what: str, fix: str) -> dict:
+    """``meta.json`` of a saved activations folder, refusing a missing file or another format."""
+    meta_path = path / "meta.json"
+    if not meta_path.is_file():
+        raise InputError(f"not a {what} folder (no meta.json); {fix}", path=path)
+    meta = read_json(meta_path)
+    if meta.get("format") != fmt:
+        raise InputError(f"unsupported format {meta.get('format')!r}, expected {fmt!r}; {fix}",
+                         path=meta_path, record="format")
+    return meta
+
+
 @dataclass
 class FeatureActs:
     """Feature activations of the kept tokens of a store.
@@ -121,14 +133,7 @@ class FeatureActs:
     def load(cls, path: str | os.PathLike[str]) -> FeatureActs:
         """Read a folder written by :meth:`save`."""
         path = Path(path)
-        meta_path = path / "meta.json"
-        if not meta_path.is_file():
-            raise InputError("not a feature-activations folder (no meta.json); re-run `genosae features`",
-                             path=path)
-        meta = read_json(meta_path)
-        if meta.get("format") != FORMAT:
-            raise InputError(f"unsupported format {meta.get('format')!r}, expected {FORMAT!r}; re-run",
-                             path=meta_path, record="format")
+        meta = _read_meta(path, FORMAT, "feature-activations", "re-run `genosae features`")
         codes = sp.load_npz(path / "codes.npz").tocsr().astype(np.float32)
         tokens = pd.read_parquet(path / "tokens.parquet")
         return cls(codes, tokens, list(meta["feature_names"]), meta.get("kind", "sae"), meta.get("meta", {}))
@@ -421,14 +426,7 @@ class WindowActs:
     def load(cls, path: str | os.PathLike[str]) -> WindowActs:
         """Read a folder written by :meth:`save`."""
         path = Path(path)
-        meta_path = path / "meta.json"
-        if not meta_path.is_file():
-            raise InputError("not a window-activations folder (no meta.json); run `genosae "
-                             "window-acts`", path=path)
-        meta = read_json(meta_path)
-        if meta.get("format") != WINDOW_FORMAT:
-            raise InputError(f"unsupported format {meta.get('format')!r}, expected {WINDOW_FORMAT!r}",
-                             path=meta_path, record="format")
+        meta = _read_meta(path, WINDOW_FORMAT, "window-activations", "run `genosae window-acts`")
         with np.load(path / "window_acts.npz") as z:
             return cls(z["sum"], z["max"], z["n_active"], z["n_tokens"], list(meta["feature_names"]),
                        float(meta.get("threshold", 0.0)), meta.get("meta", {}))
