@@ -106,6 +106,19 @@ def test_cohort_run_localises_to_planted_loci_and_variants(cohort, tmp_path):
     assert (sig["q"] <= 0.05).all() and len(sig) == run.design_summary["n_significant_locus_tests"]
     assert pd.read_csv(paths["locus_summary"])["region_id"].head(3).isin(cohort.planted_regions).all()
     assert len(pd.read_csv(paths["variants"])) == len(run.variants)
+    import anndata as ad
+    import scanpy as sc
+
+    lad = ad.read_h5ad(paths["locus_profiles"])
+    assert lad.n_obs == 17 * 10 and set(lad.layers) == {"mean", "max", "delta"}
+    one = lad[(lad.obs["sample_id"] == cohort.carriers[0]) & (lad.obs["region_id"] == cohort.planted_regions[0])]
+    f = cohort.feature_names.index(cohort.planted_feature)
+    assert one.layers["delta"][0, f] == pytest.approx(
+        run.locus_profiles.delta[list(run.locus_profiles.samples).index(cohort.carriers[0]),
+                                 list(run.locus_profiles.regions["region_id"]).index(cohort.planted_regions[0]), f])
+    at_locus = lad[(lad.obs["region_id"] == cohort.planted_regions[0]) & (lad.obs["condition"] != "reference")].copy()
+    sc.tl.rank_genes_groups(at_locus, "condition", groups=["case"], reference="control", method="wilcoxon")
+    assert at_locus.uns["rank_genes_groups"]["names"]["case"][0] == cohort.planted_feature
 
 
 def test_locus_summary_ranks_by_number_of_features():

@@ -201,6 +201,9 @@ def write_run(run: BiomarkerRun, out_dir: str | Path) -> dict[str, Path]:
     write_json(run.permutation.summary() if run.permutation else {}, paths["calibration"])
     write_json(run.classifier, paths["classifier"])
     write_json(run.design_summary, paths["summary"])
+    if run.locus_profiles is not None:
+        paths["locus_profiles"] = out / "locus_profiles.h5ad"
+        write_profiles(run.locus_profiles.to_anndata(run.adata.obs), paths["locus_profiles"])
     if run.locus_tests is not None:
         alpha = float(run.design_summary.get("alpha", 0.05))
         paths["locus_tests"] = out / "locus_tests.csv.gz"

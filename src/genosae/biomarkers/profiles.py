@@ -324,6 +324,41 @@ class LocusProfiles:
     delta: np.ndarray
     delta_baseline: str
 
+    def to_anndata(self, obs: pd.DataFrame | None = None) -> ad.AnnData:
+        """One observation per sample × locus (``"sample|region"``), features as ``var``.
+
+        ``obs`` columns: ``sample_id, region_id, condition`` + the region's ``chrom, start, end,
+        strand`` + per-sample columns of ``obs`` (a sample sheet indexed by sample id); ``X`` =
+        ``layers["mean"]``, plus ``layers["max"]`` and ``layers["delta"]`` (vs ``delta_baseline``).
+        Sample × locus pairs without windows (all-NaN) are left out.
+        """
+        n_s, n_r, n_f = self.mean.shape
+        s_idx, r_idx = np.meshgrid(np.arange(n_s), np.arange(n_r), indexing="ij")
+        s_idx, r_idx = s_idx.ravel(), r_idx.ravel()
+        mean = self.mean.reshape(n_s * n_r, n_f)
+        keep = ~np.isnan(mean).all(axis=1)
+        regions = self.regions.reset_index(drop=True)
+        table = pd.DataFrame({"sample_id": self.samples[s_idx], "region_id":
+                              regions["region_id"].astype(str).to_numpy()[r_idx],
+                              "condition": self.conditions[s_idx]})
+        for col in ("chrom", "start", "end", "strand"):
+            if col in regions.columns:
+                table[col] = regions[col].to_numpy()[r_idx]
+        if obs is not None:
+            extra = obs.drop(columns=[c for c in obs.columns if c in table.columns], errors="ignore")
+            extra.index = extra.index.astype(str)
+            table = table.join(extra, on="sample_id")
+        table.index = table["sample_id"].astype(str) + "|" + table["region_id"]
+        table = table[keep]
+        table["condition"] = pd.Categorical(table["condition"].astype(str))
+        layers = {"mean": mean[keep], "max": self.max.reshape(n_s * n_r, n_f)[keep],
+                  "delta": self.delta.reshape(n_s * n_r, n_f)[keep]}
+        out = ad.AnnData(X=layers["mean"].copy(), obs=table,
+                         var=pd.DataFrame(index=pd.Index(self.features, name="feature")), layers=layers)
+        out.uns["genosae"] = {"step": "locus_profiles", "delta_baseline": self.delta_baseline,
+                              "versions": versions()}
+        return out
+
     def to_long(self, features: Sequence[int] | None = None) -> pd.DataFrame:
         """Long table ``sample_id, condition, region_id, feature, mean, max, delta``."""
         feats = np.arange(self.mean.shape[2]) if features is None else np.asarray(features)
