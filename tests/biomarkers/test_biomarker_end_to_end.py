@@ -101,7 +101,8 @@ def test_planted_motif_is_the_top_biomarker(yeast_reference, tmp_path):
                          params={"permutations": 50, "alpha": 0.05, "kmer_k": 4, "cv_folds": 3,
                                  "covariates": ["age"]},
                          feature_names=acts.feature_names, catalog=catalog,
-                         obs=sim.samples.set_index("sample_id")[["condition", "age"]])
+                         obs=sim.samples.set_index("sample_id")[["condition", "age"]],
+                         sae=sae, store=ActivationStore(store.path))
     top = run.biomarkers.iloc[0]
     # Tomtom's best JASPAR match is REB1 or NSI1, its paralog with the same TTACCCGG motif; matched
     # against REB1 alone the feature's logo is significant
@@ -113,6 +114,11 @@ def test_planted_motif_is_the_top_biomarker(yeast_reference, tmp_path):
     loci = run.loci[run.loci["feature"] == top["feature"]].head(len(planted))
     assert set(loci["region_id"]) == planted
     assert (loci["q"] < 0.05).all() and loci["variants"].str.contains(r"\(case 1.0 / control 0.0\)").all()
+    # at base-pair resolution the feature changes on the planted motif: within its 9 bp of a planted SNV
+    assert (loci["peak_diff"] > 0).all() and (loci["peak_to_variant"] <= len(motif)).all()
+    truth = sim.truth.set_index("region_id")
+    for r in loci.itertuples():
+        assert truth.loc[r.region_id, "motif_start"] < r.peak_pos <= truth.loc[r.region_id, "motif_end"]
     assert set(run.locus_table.head(len(planted))["region_id"]) == planted
     assert run.permutation.observed_fpr <= 0.05
     assert isinstance(run.baselines, pd.DataFrame) and "kmer_k4" in set(run.baselines["method"])

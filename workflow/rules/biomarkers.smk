@@ -4,6 +4,7 @@ rule biomarkers:
         windows=f"{OUT}/windows/{{design}}.windows.tsv",
         store=f"{OUT}/embed/{{design}}/store",
         catalog=rules.features.output.catalog,
+        sae=f"{SAE_MAIN}/cfg.json",
     output:
         biomarkers=f"{OUT}/biomarkers/{{design}}/biomarkers.csv",
         loci=f"{OUT}/biomarkers/{{design}}/biomarker_loci.csv",
@@ -24,7 +25,8 @@ rule biomarkers:
     shell:
         genosae("biomarkers")
         + f" --design {{wildcards.design}} --acts {{input.acts}} --windows {{input.windows}}"
-        f" --catalog {{input.catalog}} --store {{input.store}} --reference {REF}/genome.fa --out {{params.outdir}}"
+        f" --catalog {{input.catalog}} --store {{input.store}} --sae {SAE_MAIN}"
+        f" --reference {REF}/genome.fa --out {{params.outdir}}"
         " > {log} 2>&1"
 
 

@@ -41,6 +41,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        help="FASTA for window sequences when the windows table has no 'sequence'")
         if name == "biomarkers":
             p.add_argument("--store", default=None, help="activation store (linear-probe baseline)")
+            p.add_argument("--sae", default=None, help="SAE folder; with --store, cohort loci get "
+                           "base-pair peaks (where cases and controls differ most)")
             p.add_argument("--out", required=True, help="output folder, e.g. results/biomarkers/NAME")
             p.set_defaults(func=_biomarkers)
         else:
@@ -192,10 +194,17 @@ def _biomarkers(args: argparse.Namespace) -> int:
     d = _load_inputs(args)
     unit = "sample_id" if d["design"].get("kind") == "cohort" else "region_id"
     emb = mean_embeddings(args.store, unit) if args.store else None
+    sae = store = None
+    if args.sae and args.store and d["design"].get("kind") == "cohort":
+        from genosae.model.store import ActivationStore
+        from genosae.sae.io import load_sae
+
+        sae, store = load_sae(args.sae), ActivationStore(args.store)
     run = run_biomarkers(d["codes"], d["tokens"], d["windows"], design=d["design"],
                          params=d["config"]["biomarkers"], feature_names=d["names"],
                          catalog=d["catalog"], obs=d["obs"], sequences=d["sequences"],
-                         embeddings=emb, variants=d["variants"], config=d["config"],
+                         embeddings=emb, variants=d["variants"], sae=sae, store=store,
+                         config=d["config"],
                          seed=d["config"].get("seed", 0))
     paths = write_run(run, args.out)
     s = run.design_summary

@@ -20,7 +20,13 @@ from genosae.biomarkers.baselines import (
     unit_sequences,
 )
 from genosae.biomarkers.calibration import PermutationResult, cv_classifier, permutation_null
-from genosae.biomarkers.loci import locus_summary, locus_variants, test_loci, variant_labels
+from genosae.biomarkers.loci import (
+    locus_peaks,
+    locus_summary,
+    locus_variants,
+    test_loci,
+    variant_labels,
+)
 from genosae.biomarkers.profiles import (
     REFERENCE_SAMPLE,
     LocusProfiles,
@@ -30,7 +36,7 @@ from genosae.biomarkers.profiles import (
     write_profiles,
 )
 from genosae.biomarkers.stats import case_control_masks, test_features
-from genosae.biomarkers.tables import biomarker_loci, biomarker_table
+from genosae.biomarkers.tables import add_peaks, biomarker_loci, biomarker_table
 from genosae.features.activations import WindowActs
 
 log = logging.getLogger(__name__)
@@ -68,6 +74,8 @@ def run_biomarkers(
     sequences: Sequence[str] | None = None,
     embeddings: pd.DataFrame | None = None,
     variants: pd.DataFrame | None = None,
+    sae: Any = None,
+    store: Any = None,
     config: dict[str, Any] | None = None,
     seed: int = 0,
     n_loci: int = 10,
@@ -97,6 +105,9 @@ def run_biomarkers(
         Cohorts: variants per locus (:func:`~genosae.biomarkers.loci.vcf_locus_variants`, from the
         VCFs, indels included); default: SNVs called from the haplotype window sequences
         (:func:`~genosae.biomarkers.loci.locus_variants`).
+    sae, store
+        Cohorts: the SAE and the design's activation store; when both are given the feature × locus
+        rows gain base-pair peaks (:func:`~genosae.biomarkers.loci.locus_peaks`).
     """
     case, control = design.get("case_label", "case"), design.get("control_label", "control")
     unit = "sample_id" if design.get("kind") == "cohort" else "region_id"
@@ -157,6 +168,10 @@ def run_biomarkers(
         loci = biomarker_loci(top["feature"], top["direction"], loci=lp, locus_tests=tests,
                               variants=labels, case=case, control=control, n_loci=n_loci,
                               region_names=names)
+        if sae is not None and store is not None:
+            peaks = locus_peaks(sae, store, windows.assign(condition=cond), loci[["feature", "region_id"]],
+                                case=case, control=control)
+            loci = add_peaks(loci, peaks, variants)
         locus_table = locus_summary(tests, lp.regions, alpha=alpha, names=names, variants=labels)
         stats = stats.merge(tests.assign(sig=tests["q"] <= alpha).groupby("feature")["sig"].sum()
                             .rename("n_sig_loci").reset_index(), on="feature", how="left")

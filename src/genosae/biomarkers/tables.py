@@ -21,7 +21,7 @@ BIOMARKER_COLUMNS = (
 LOCI_COLUMNS = (
     "feature", "locus_rank", "region_id", "name", "chrom", "start", "end", "strand", "mean_case",
     "mean_control", "delta", "direction", "ref_delta_case", "ref_delta_control", "auroc", "p", "q",
-    "variants",
+    "variants", "peak_pos", "peak_diff", "peak_to_variant",
 )
 
 
@@ -107,6 +107,22 @@ def biomarker_loci(
     out["direction"] = np.where(out["delta"] > 0, "up", np.where(out["delta"] < 0, "down", "none"))
     if variants is not None:
         out["variants"] = out["region_id"].astype(str).map(variants).fillna("")
+    return out.reindex(columns=list(LOCI_COLUMNS))
+
+
+def add_peaks(loci: pd.DataFrame, peaks: pd.DataFrame, variants: pd.DataFrame | None = None
+              ) -> pd.DataFrame:
+    """Join base-pair peaks (:func:`~genosae.biomarkers.loci.locus_peaks`) onto feature × locus rows,
+    with ``peak_to_variant``: bp from the peak to the nearest case-enriched variant of the locus."""
+    out = loci.drop(columns=["peak_pos", "peak_diff", "peak_to_variant"], errors="ignore").merge(
+        peaks[["feature", "region_id", "peak_pos", "peak_diff"]], on=["feature", "region_id"], how="left")
+    out["peak_to_variant"] = np.nan
+    if variants is not None and len(variants) and out["peak_pos"].notna().any():
+        v = variants.loc[variants["freq_diff"] > 0, ["region_id", "pos"]].astype({"region_id": str})
+        m = out.reset_index().dropna(subset=["peak_pos"]).merge(v, on="region_id")
+        if len(m):
+            dist = (m["peak_pos"] - m["pos"]).abs().groupby(m["index"]).min()
+            out.loc[dist.index, "peak_to_variant"] = dist.to_numpy()
     return out.reindex(columns=list(LOCI_COLUMNS))
 
 
