@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,10 @@ from genosae.biomarkers.profiles import REFERENCE_SAMPLE, LocusProfiles
 from genosae.biomarkers.stats import bh, mann_whitney
 from genosae.errors import InputError
 from genosae.genome.reference import Reference
+
+if TYPE_CHECKING:
+    from genosae.features.activations import Encoder
+    from genosae.model.store import ActivationStore
 
 LOCUS_TEST_COLUMNS = (
     "feature", "region_id", "mean_case", "mean_control", "delta", "ref_delta_case",
@@ -318,8 +323,8 @@ def locus_summary(
 
 
 def locus_peaks(
-    sae: object,
-    store: object,
+    sae: Encoder,
+    store: ActivationStore,
     windows: pd.DataFrame,
     pairs: pd.DataFrame,
     *,
@@ -351,9 +356,13 @@ def locus_peaks(
     module = sae if hasattr(sae, "parameters") else None
     param = next(module.parameters(), None) if module is not None else None
     dtype = param.dtype if param is not None else torch.float32
+    names = pairs["feature"].astype(str)
+    if not names.str.fullmatch(r"f\d+").all():
+        raise InputError("locus peaks need SAE feature names f<index> (FeatureActs naming)",
+                         record="features")
     rows = []
     for region, grp in pairs.assign(region_id=pairs["region_id"].astype(str)).groupby("region_id"):
-        feats = np.array(sorted({int(str(f).removeprefix("f")) for f in grp["feature"]}))
+        feats = np.array(sorted({int(str(f)[1:]) for f in grp["feature"]}))
         wins = np.flatnonzero((region_of_window == region) & np.isin(labels, [case, control]))
         if wins.size == 0:
             continue

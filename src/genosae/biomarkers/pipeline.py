@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anndata as ad
 import pandas as pd
@@ -38,6 +38,10 @@ from genosae.biomarkers.profiles import (
 from genosae.biomarkers.stats import case_control_masks, test_features
 from genosae.biomarkers.tables import add_peaks, biomarker_loci, biomarker_table
 from genosae.features.activations import WindowActs
+
+if TYPE_CHECKING:
+    from genosae.features.activations import Encoder
+    from genosae.model.store import ActivationStore
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +78,8 @@ def run_biomarkers(
     sequences: Sequence[str] | None = None,
     embeddings: pd.DataFrame | None = None,
     variants: pd.DataFrame | None = None,
-    sae: Any = None,
-    store: Any = None,
+    sae: Encoder | None = None,
+    store: ActivationStore | None = None,
     config: dict[str, Any] | None = None,
     seed: int = 0,
     n_loci: int = 10,
