@@ -247,12 +247,14 @@ def vcf_locus_variants(
         return pd.DataFrame(columns=cols)
     calls = pd.concat(rows, ignore_index=True)
     calls = calls[~calls["alt"].isin(["", "*", "."]) & ~calls["alt"].str.startswith("<")]
+    calls = calls.sort_values(["chrom", "pos0"], ignore_index=True)
+    by_chrom = {c: (g.index.to_numpy(), g["pos0"].to_numpy()) for c, g in calls.groupby("chrom")}
     parts = []
     for r in regions[["region_id", "chrom", "start", "end"]].itertuples(index=False):  # per locus
-        inside = calls[(calls["chrom"] == reference.resolve(r.chrom)) & (calls["pos0"] >= int(r.start))
-                       & (calls["pos0"] < int(r.end))]
-        if len(inside):
-            parts.append(inside.assign(region_id=str(r.region_id)))
+        rows, pos = by_chrom.get(reference.resolve(r.chrom), (np.zeros(0, int), np.zeros(0, int)))
+        lo, hi = np.searchsorted(pos, [int(r.start), int(r.end)], side="left")
+        if hi > lo:
+            parts.append(calls.iloc[rows[lo:hi]].assign(region_id=str(r.region_id)))
     if not parts:
         return pd.DataFrame(columns=cols)
     c = pd.concat(parts, ignore_index=True).drop_duplicates(["region_id", "sample_id", "pos0", "ref", "alt"])
