@@ -158,3 +158,15 @@ def test_build_catalog_on_planted(planted):
     summ = baseline_summary({"sae": a, "neuron": a.assign(f1=a["f1"] / 2)})
     assert summ.loc[f"motif:{planted.motif}", "best_sae_f1"] == 1.0
     assert summ.loc[f"motif:{planted.motif}", "best_neuron_f1"] == 0.5
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_logo_pngs_serial_and_parallel(tmp_path, n_jobs):
+    from genosae.features.motifs import logo_pngs
+
+    rng = np.random.default_rng(0)
+    pwms = {f"f{i}": rng.dirichlet(np.full(4, 0.5), size=9) for i in range(5)}
+    out = logo_pngs(pwms, tmp_path, n_jobs=n_jobs, progress=False)
+    assert list(out) == list(pwms)
+    for name, path in out.items():
+        assert path == tmp_path / f"{name}.png" and path.read_bytes()[:4] == b"\x89PNG"

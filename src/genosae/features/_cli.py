@@ -70,7 +70,8 @@ def _features(args: argparse.Namespace) -> int:
         thresholds=fcfg.get("thresholds", (0.0, 0.15, 0.5, 0.6, 0.8)),
         min_f1=fcfg.get("min_f1_captured", 0.5), fdr=fcfg.get("fdr", 0.05),
         top_examples=fcfg.get("top_examples", 10), seed=seed, baseline_tokens=args.baseline_tokens,
-        max_tokens=args.max_tokens, make_logos=not args.no_logos, max_logos=args.max_logos, config=config,
+        max_tokens=args.max_tokens, make_logos=not args.no_logos, max_logos=args.max_logos,
+        n_jobs=max(1, int(config.get("threads", 1))), config=config,
     )
     for name, path in paths.items():
         print(f"{name}\t{path}")
