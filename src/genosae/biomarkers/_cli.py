@@ -113,8 +113,11 @@ def _load_inputs(args: argparse.Namespace) -> dict[str, Any]:
 
     config = _config(args.config)
     design = _design(config, args.design, args.config)
-    fmt = read_json(Path(args.acts[0]) / "meta.json").get("format") \
-        if (Path(args.acts[0]) / "meta.json").is_file() else None
+    for folder in args.acts:
+        if not (Path(folder) / "meta.json").is_file():
+            raise InputError("not an activations folder (no meta.json); make one with `genosae "
+                             "window-acts` (or `genosae encode-features`)", path=folder)
+    fmt = read_json(Path(args.acts[0]) / "meta.json").get("format")
     if fmt == WINDOW_FORMAT:
         if len(args.acts) > 1:
             raise InputError("give one window-activations folder (one per design)", path=args.acts[1])
