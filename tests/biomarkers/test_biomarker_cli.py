@@ -33,6 +33,13 @@ def test_biomarkers_and_report_commands(run_dir, cohort):
     assert main(["biomarkers", *common, "--out", str(d / "bm")]) == 0
     table = pd.read_csv(d / "bm" / "biomarkers.csv")
     assert table.loc[0, "feature"] == cohort.planted_feature
+    # the same run from per-window aggregates (what the workflow passes) gives the same table
+    WindowActs = pytest.importorskip("genosae.features.activations").WindowActs
+    WindowActs.from_codes(cohort.codes, cohort.tokens, len(cohort.windows),
+                          feature_names=cohort.feature_names).save(d / "wacts")
+    common_w = [*common[:5], str(d / "wacts"), *common[6:]]
+    assert main(["biomarkers", *common_w, "--out", str(d / "bm_w")]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(d / "bm_w" / "biomarkers.csv"), table)
     (d / "metrics.json").write_text('{"fvu": 0.1, "l0": 32}')
     assert main(["report", "--config", str(d / "c.yaml"), "--design", "toy", "--biomarkers-dir",
                  str(d / "bm"), "--sae-metrics", str(d / "metrics.json"),
@@ -46,6 +53,10 @@ def test_cli_errors_are_one_line(run_dir, capsys):
     rc = main(["biomarkers", "--config", str(d / "c.yaml"), "--design", "nope", "--acts",
                str(d / "acts"), "--windows", str(d / "w.windows.tsv"), "--out", str(d / "x")])
     assert rc == 2 and "no design 'nope'" in capsys.readouterr().err
+    rc = main(["biomarkers", "--config", str(d / "c.yaml"), "--design", "toy", "--acts", str(d),
+               "--windows", str(d / "w.windows.tsv"), "--out", str(d / "x")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "not an activations folder" in err and "window-acts" in err
 
 
 def test_simulate_command(tmp_path):
