@@ -88,3 +88,11 @@ def test_unknown_chrom_and_range(make_fasta):
     with pytest.raises(InputError, match="outside the chromosome"):
         ref.fetch("chrA", 10, 30)
     assert np.array_equal(ref.array("chrA")[:4], np.frombuffer(b"ACGT", np.uint8))
+
+
+def test_chrom_sort_key_natural_order():
+    from genosae.genome.reference import chrom_sort_key
+
+    names = ["chrM", "chrX", "chrIV", "chr10", "chrI", "chrIX", "chr2", "chrXVI", "scaffold_1"]
+    assert sorted(names, key=chrom_sort_key) == ["chrI", "chr2", "chrIV", "chrIX", "chrX", "chr10",
+                                                  "chrXVI", "chrM", "scaffold_1"]

@@ -40,6 +40,16 @@ def to_roman(n: int) -> str:
 _FROM_ROMAN = {to_roman(i): i for i in range(1, 60)}
 
 
+def chrom_sort_key(name: str) -> tuple[int, int | str]:
+    """Natural chromosome order: ``chr2`` before ``chr10``, ``chrIV`` before ``chrIX``, others after."""
+    bare = name[3:] if name.lower().startswith("chr") else name
+    if bare.isdigit():
+        return (0, int(bare))
+    if bare in _FROM_ROMAN:
+        return (0, _FROM_ROMAN[bare])
+    return (1, bare)
+
+
 def reverse_complement(seq: str) -> str:
     """Reverse complement keeping case and IUPAC ambiguity codes."""
     return seq.translate(_COMP)[::-1]

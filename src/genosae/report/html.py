@@ -66,8 +66,10 @@ def locus_plot(locus_table: pd.DataFrame, chrom_order: list[str] | None = None) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from genosae.genome.reference import chrom_sort_key
+
     t = locus_table.dropna(subset=["chrom", "start"]).copy()
-    order = chrom_order or list(dict.fromkeys(sorted(t["chrom"].astype(str), key=_chrom_key)))
+    order = chrom_order or list(dict.fromkeys(sorted(t["chrom"].astype(str), key=chrom_sort_key)))
     t["c"] = t["chrom"].astype(str).map({c: i for i, c in enumerate(order)})
     t = t.sort_values(["c", "start"]).reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(8, 3.2))
@@ -84,18 +86,6 @@ def locus_plot(locus_table: pd.DataFrame, chrom_order: list[str] | None = None) 
     ax.set_ylabel("features with locus q ≤ α")
     ax.set_xlabel("loci in genome order")
     return _png(fig)
-
-
-def _chrom_key(name: str) -> tuple[int, int | str]:
-    """Natural chromosome order: numbers and roman numerals by value, others after."""
-    core = name.removeprefix("chr")
-    if core.isdigit():
-        return (0, int(core))
-    roman = {"I": 1, "V": 5, "X": 10, "L": 50}
-    if core and set(core) <= set(roman):
-        vals = [roman[ch] for ch in core]
-        return (0, sum(-v if i + 1 < len(vals) and v < vals[i + 1] else v for i, v in enumerate(vals)))
-    return (1, core)
 
 
 def _bar_plot(labels: list[str], values: list[float], xlabel: str) -> str:
