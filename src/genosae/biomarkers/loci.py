@@ -347,7 +347,7 @@ def locus_peaks(
     ``feature, region_id, peak_chrom, peak_pos`` (1-based reference position), ``peak_diff`` (case
     minus control mean activation there; its sign is the direction).
     """
-    import torch
+    from genosae.features.activations import numpy_encoder
 
     cols = ["feature", "region_id", "peak_chrom", "peak_pos", "peak_diff"]
     if pairs.empty:
@@ -355,9 +355,7 @@ def locus_peaks(
     labels = windows[condition].astype(str).to_numpy()
     region_of_window = windows["region_id"].astype(str).to_numpy()
     shard_ranges = np.array([s["window_range"] for s in store.shards], dtype=np.int64)
-    module = sae if hasattr(sae, "parameters") else None
-    param = next(module.parameters(), None) if module is not None else None
-    dtype = param.dtype if param is not None else torch.float32
+    encode = numpy_encoder(sae)
     names = pairs["feature"].astype(str)
     if not names.str.fullmatch(r"f\d+").all():
         raise InputError("locus peaks need SAE feature names f<index> (FeatureActs naming)",
@@ -375,9 +373,7 @@ def locus_peaks(
             keep = np.isin(sh["window_index"], wins) & ~sh["is_special"].astype(bool) & (sh["bp_start"] >= 0)
             idx = np.flatnonzero(keep)
             for lo in range(0, idx.size, batch_size):
-                x = torch.from_numpy(np.ascontiguousarray(sh["acts"][idx[lo:lo + batch_size]], np.float32))
-                with torch.no_grad():
-                    codes.append(sae.encode(x.to(dtype)).float().numpy()[:, feats])
+                codes.append(encode(sh["acts"][idx[lo:lo + batch_size]])[:, feats])
             pos.append(sh["bp_start"][idx])
             grp_case.append(labels[sh["window_index"][idx]] == case)
             chrom.append(windows["chrom"].astype(str).to_numpy()[sh["window_index"][idx]])

@@ -28,6 +28,7 @@ __all__ = [
     "WindowActs",
     "feature_activations",
     "neuron_activations",
+    "numpy_encoder",
     "random_direction_activations",
     "window_activations",
     "window_split",
@@ -207,6 +208,22 @@ def _collect(
     return codes, tokens
 
 
+def numpy_encoder(sae: Encoder, device: str = "cpu") -> Callable[[np.ndarray], np.ndarray]:
+    """``acts [B, D] (numpy) -> codes [B, F] (float32 numpy)`` through ``sae.encode``, in the SAE's dtype."""
+    import torch
+
+    params = getattr(sae, "parameters", None)
+    param = next(params(), None) if params is not None else None
+    dtype = param.dtype if param is not None else torch.float32
+
+    def encode(acts_BD: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            x = torch.from_numpy(np.ascontiguousarray(acts_BD, dtype=np.float32)).to(device=device, dtype=dtype)
+            return sae.encode(x).float().cpu().numpy()
+
+    return encode
+
+
 def feature_activations(
     sae: Encoder,
     store: StoreLike,
@@ -235,18 +252,7 @@ def feature_activations(
     -------
     FeatureActs with ``kind="sae"`` and names ``f0..f{d_sae-1}``.
     """
-    import torch
-
-    module = sae if hasattr(sae, "parameters") else None
-    param = next(module.parameters(), None) if module is not None else None
-    dtype = param.dtype if param is not None else torch.float32
-
-    def encode(acts_BD: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            x = torch.from_numpy(np.ascontiguousarray(acts_BD, dtype=np.float32)).to(device=device, dtype=dtype)
-            return sae.encode(x).float().cpu().numpy()
-
-    codes, tokens = _collect(store, encode, batch_size=batch_size, max_tokens=max_tokens,
+    codes, tokens = _collect(store, numpy_encoder(sae, device), batch_size=batch_size, max_tokens=max_tokens,
                              exclude_special=exclude_special)
     names = [f"f{i}" for i in range(codes.shape[1])]
     return FeatureActs(codes, tokens, names, "sae", {})
@@ -446,12 +452,9 @@ def window_activations(
     Memory is ``n_windows × d_sae`` (three float32 arrays) plus one batch of dense codes, whatever
     the number of tokens; the result equals ``WindowActs.from_codes`` on :func:`feature_activations`.
     """
-    import torch
     from tqdm.auto import tqdm
 
-    module = sae if hasattr(sae, "parameters") else None
-    param = next(module.parameters(), None) if module is not None else None
-    dtype = param.dtype if param is not None else torch.float32
+    encode = numpy_encoder(sae, device)
     n_windows = len(store.windows)
     total = mx = n_active = None
     n_tokens = np.zeros(n_windows, dtype=np.int64)
@@ -467,9 +470,7 @@ def window_activations(
         win_all = np.asarray(shard["window_index"], dtype=np.int64)
         for lo in range(0, len(idx), batch_size):
             rows = idx[lo:lo + batch_size]
-            with torch.no_grad():
-                x = torch.from_numpy(np.ascontiguousarray(acts[rows], dtype=np.float32)).to(device=device, dtype=dtype)
-                codes = sae.encode(x).float().cpu().numpy()
+            codes = encode(acts[rows])
             if total is None:
                 total = np.zeros((n_windows, codes.shape[1]), np.float32)
                 mx, n_active = np.zeros_like(total), np.zeros_like(total)
