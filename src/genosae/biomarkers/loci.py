@@ -120,6 +120,33 @@ def _as_codes(sequences: Sequence[str]) -> np.ndarray:
     return np.frombuffer("".join(sequences).upper().encode(), dtype=np.uint8).reshape(len(sequences), -1)
 
 
+VARIANT_COLUMNS = (
+    "region_id", "chrom", "pos", "ref", "alt", "carriers_case", "carriers_control", "freq_case",
+    "freq_control", "freq_diff",
+)
+
+
+def _carrier_table(calls: pd.DataFrame | None, case: str, control: str, n_case: int, n_ctrl: int
+                   ) -> pd.DataFrame:
+    """Per locus × variant: case/control samples carrying it (any haplotype) and their frequencies.
+
+    ``calls`` has one row per sample × haplotype × variant (``sample_id, condition, region_id, chrom,
+    pos, ref, alt``); the same variant on two haplotypes of a sample counts once.
+    """
+    if calls is None or calls.empty:
+        return pd.DataFrame(columns=list(VARIANT_COLUMNS))
+    key = ["region_id", "chrom", "pos", "ref", "alt"]
+    c = calls.drop_duplicates(["sample_id", *key])
+    out = (c.assign(is_case=c["condition"] == case, is_ctrl=c["condition"] == control)
+           .groupby(key, sort=False)
+           .agg(carriers_case=("is_case", "sum"), carriers_control=("is_ctrl", "sum")).reset_index())
+    out["freq_case"] = out["carriers_case"] / max(n_case, 1)
+    out["freq_control"] = out["carriers_control"] / max(n_ctrl, 1)
+    out["freq_diff"] = out["freq_case"] - out["freq_control"]
+    return out.sort_values(["region_id", "freq_diff", "pos"], ascending=[True, False, True],
+                           ignore_index=True)[list(VARIANT_COLUMNS)]
+
+
 def locus_variants(
     windows: pd.DataFrame,
     *,
@@ -177,22 +204,8 @@ def locus_variants(
             "chrom": grp["chrom"].astype(str).to_numpy()[rows], "pos": pos0 + 1,
             "ref": refb.view("S1").astype(str), "alt": alt.view("S1").astype(str),
         }))
-    cols = ["region_id", "chrom", "pos", "ref", "alt", "carriers_case", "carriers_control",
-            "freq_case", "freq_control", "freq_diff"]
-    if not calls:
-        out = pd.DataFrame(columns=cols)
-    else:
-        c = pd.concat(calls, ignore_index=True).drop_duplicates()  # overlapping windows / haplotypes
-        key = ["region_id", "chrom", "pos", "ref", "alt"]
-        out = (c.assign(is_case=c["condition"] == case, is_ctrl=c["condition"] == control)
-               .groupby(key, sort=False)
-               .agg(carriers_case=("is_case", "sum"), carriers_control=("is_ctrl", "sum"))
-               .reset_index())
-        out["freq_case"] = out["carriers_case"] / max(n_case, 1)
-        out["freq_control"] = out["carriers_control"] / max(n_ctrl, 1)
-        out["freq_diff"] = out["freq_case"] - out["freq_control"]
-        out = out.sort_values(["region_id", "freq_diff", "pos"], ascending=[True, False, True],
-                              ignore_index=True)[cols]
+    out = _carrier_table(pd.concat(calls, ignore_index=True) if calls else None, case, control,
+                         n_case, n_ctrl)
     out.attrs["n_indel_windows"] = int((~same).sum())
     return out
 
@@ -241,32 +254,20 @@ def vcf_locus_variants(
             rows.append(pd.DataFrame({"sample_id": str(sid), "condition": str(condition),
                                       "chrom": sub["chrom"].to_numpy(), "pos0": sub["pos"].to_numpy(),
                                       "ref": sub["ref"].to_numpy(), "alt": alt}))
-    cols = ["region_id", "chrom", "pos", "ref", "alt", "carriers_case", "carriers_control",
-            "freq_case", "freq_control", "freq_diff"]
     if not rows:
-        return pd.DataFrame(columns=cols)
+        return _carrier_table(None, case, control, n_case, n_ctrl)
     calls = pd.concat(rows, ignore_index=True)
     calls = calls[~calls["alt"].isin(["", "*", "."]) & ~calls["alt"].str.startswith("<")]
-    calls = calls.sort_values(["chrom", "pos0"], ignore_index=True)
+    calls = calls.assign(pos=calls["pos0"] + 1).sort_values(["chrom", "pos0"], ignore_index=True)
     by_chrom = {c: (g.index.to_numpy(), g["pos0"].to_numpy()) for c, g in calls.groupby("chrom")}
     parts = []
     for r in regions[["region_id", "chrom", "start", "end"]].itertuples(index=False):  # per locus
-        rows, pos = by_chrom.get(reference.resolve(r.chrom), (np.zeros(0, int), np.zeros(0, int)))
+        idx, pos = by_chrom.get(reference.resolve(r.chrom), (np.zeros(0, int), np.zeros(0, int)))
         lo, hi = np.searchsorted(pos, [int(r.start), int(r.end)], side="left")
         if hi > lo:
-            parts.append(calls.iloc[rows[lo:hi]].assign(region_id=str(r.region_id)))
-    if not parts:
-        return pd.DataFrame(columns=cols)
-    c = pd.concat(parts, ignore_index=True).drop_duplicates(["region_id", "sample_id", "pos0", "ref", "alt"])
-    out = (c.assign(is_case=c["condition"] == case, is_ctrl=c["condition"] == control,
-                    pos=c["pos0"] + 1)
-           .groupby(["region_id", "chrom", "pos", "ref", "alt"], sort=False)
-           .agg(carriers_case=("is_case", "sum"), carriers_control=("is_ctrl", "sum")).reset_index())
-    out["freq_case"] = out["carriers_case"] / max(n_case, 1)
-    out["freq_control"] = out["carriers_control"] / max(n_ctrl, 1)
-    out["freq_diff"] = out["freq_case"] - out["freq_control"]
-    return out.sort_values(["region_id", "freq_diff", "pos"], ascending=[True, False, True],
-                           ignore_index=True)[cols]
+            parts.append(calls.iloc[idx[lo:hi]].assign(region_id=str(r.region_id)))
+    return _carrier_table(pd.concat(parts, ignore_index=True) if parts else None, case, control,
+                          n_case, n_ctrl)
 
 
 def variant_labels(variants: pd.DataFrame, *, n: int = 3, min_diff: float = 0.0) -> pd.Series:
