@@ -75,7 +75,8 @@ def synthetic_one(seed: int, fraction: float, k: int, effect: float = 1.0) -> di
     y = (ad.obs["condition"] == "case").to_numpy()
     sae = rank_features(test_features(ad))
     seqs = unit_sequences(c.windows, c.windows["sequence"].tolist(), ad.obs_names, "sample_id")
-    km = kmer_baseline(seqs, ad.obs, k=k, folds=5, seed=seed)["table"]
+    kb = kmer_baseline(seqs, ad.obs, k=k, folds=5, seed=seed)
+    km = kb["table"]
     rng = np.random.default_rng(1000 + seed)
     w = rng.normal(size=(c.codes.shape[1], 32))
     emb_tok = c.codes @ w + rng.normal(scale=1.0, size=(c.codes.shape[0], 32))
@@ -88,7 +89,7 @@ def synthetic_one(seed: int, fraction: float, k: int, effect: float = 1.0) -> di
         "recall5_kmer": float(bool(motif_kmers(motif, k) & set(top_k["feature"]))),
         "n_sig_sae": int((sae["q"] <= ALPHA).sum()), "n_sig_kmer": int((km["q"] <= ALPHA).sum()),
         "auroc_sae_l1": cv_classifier(ad.layers["mean"], y, 5, seed=seed).auroc,
-        "auroc_kmer_l1": kmer_baseline(seqs, ad.obs, k=k, folds=5, seed=seed)["classifier"].auroc,
+        "auroc_kmer_l1": kb["classifier"].auroc,
         "auroc_probe_l2": linear_probe(emb.reindex(ad.obs_names).to_numpy(), y, folds=5, seed=seed).auroc,
     }
 
@@ -176,9 +177,7 @@ def pipeline_one(seed: int, fraction: float, args: argparse.Namespace, ctx: dict
     motif_id = resolve_motif(args.motif)[1].split()[-1]
     motif5 = top5["best_motif"].astype(str).eq(motif_id) & (top5["motif_score"] <= ALPHA)
     km = run.baselines.set_index("method")
-    kmer_table = kmer_baseline(unit_sequences(windows, windows["sequence"].tolist(),
-                                              run.adata.obs_names, "sample_id"),
-                               run.adata.obs, k=args.k, folds=5, seed=seed)["table"]
+    kmer_table = run.extra[f"kmer_k{args.k}_table"]  # the baseline run_biomarkers already ran
     top_k = kmer_table.head(5)
     top_k = top_k[(top_k["q"] <= ALPHA) & (top_k["direction"] == "up")]
     loc = run.locus_table

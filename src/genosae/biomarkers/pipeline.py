@@ -62,7 +62,7 @@ class BiomarkerRun:
     locus_tests: pd.DataFrame | None = None
     locus_table: pd.DataFrame | None = None
     variants: pd.DataFrame | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # "kmer_k{k}_table": the k-mer tests, ranked
 
 
 def run_biomarkers(
@@ -200,7 +200,9 @@ def run_biomarkers(
     return BiomarkerRun(adata=adata, stats=stats, biomarkers=table, loci=loci, permutation=perm,
                         classifier=clf.to_dict(), baselines=baselines, design_summary=summary,
                         locus_profiles=lp, locus_tests=tests, locus_table=locus_table,
-                        variants=variants)
+                        variants=variants,
+                        extra={f"{name}_table": r["table"] for name, r in results.items()
+                               if name.startswith("kmer") and "table" in r})
 
 
 def write_run(run: BiomarkerRun, out_dir: str | Path) -> dict[str, Path]:
