@@ -14,6 +14,11 @@ def _clearly_captured(summary: pd.DataFrame, col: str, f1: float, margin: float 
     return (summary[col] >= f1) & (summary[col] > summary["trivial_f1"] + margin)
 
 
+def _first_item(text: object) -> str:
+    """First entry of a ``; ``-separated cell (empty for a missing value)."""
+    return text.split(";")[0] if isinstance(text, str) else ""
+
+
 def summarize_run(results: str | Path, *, motif_q: float = 0.05) -> str:
     """Read ``results/`` and return the demo's headline numbers as Markdown."""
     results = Path(results)
@@ -55,7 +60,7 @@ def summarize_run(results: str | Path, *, motif_q: float = 0.05) -> str:
                   f"({int((bio['q_adjusted'] <= 0.05).sum())} after covariate adjustment) of {len(bio)}.", "",
                   "| rank | feature | label | direction | AUROC | q | best concept (F1) | best motif | top locus |", "|---|---|---|---|---|---|---|---|---|"]
         for r in bio.head(5).itertuples():
-            locus = str(r.top_loci).split(";")[0] if isinstance(r.top_loci, str) else ""
+            locus = _first_item(r.top_loci)
             lines.append(f"| {r.rank} | {r.feature} | {r.label} | {r.direction} | {r.auroc:.3f} | {r.q:.2g} | "
                          f"{r.best_concept} ({r.concept_f1:.2f}) | {r.best_motif} | {locus} |")
         loc_path = design_dir / "locus_summary.csv"
@@ -69,7 +74,7 @@ def summarize_run(results: str | Path, *, motif_q: float = 0.05) -> str:
                       "| locus rank | locus | features changed | min q | most case-enriched variant |",
                       "|---|---|---|---|---|"]
             for r in loc.head(5).itertuples():
-                var = str(r.variants).split(";")[0] if isinstance(r.variants, str) else ""
+                var = _first_item(r.variants)
                 lines.append(f"| {r.locus_rank} | {r.chrom}:{r.start}-{r.end} ({r.name}) | "
                              f"{r.n_sig_features} | {r.min_q:.2g} | {var} |")
         base = design_dir / "baselines.csv"
