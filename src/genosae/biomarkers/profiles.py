@@ -247,8 +247,7 @@ def region_profiles(
     if "condition" in obs_df.columns:
         obs_df["condition"] = pd.Categorical(obs_df["condition"].astype(str))
     n_feat = wa.sum.shape[1]
-    names = feature_names if feature_names is not None or not isinstance(acts, WindowActs) \
-        else wa.feature_names
+    names = feature_names if feature_names is not None else wa.feature_names
     var = pd.DataFrame(index=pd.Index(_feature_names(names, n_feat), name="feature"))
     if catalog is not None:
         var = _catalog_var(var, catalog)
@@ -394,7 +393,7 @@ def locus_profiles(
     region_ids = units["region_id"].astype(str).to_numpy()
     regions_u, r_idx = np.unique(region_ids, return_inverse=True)
     n_s, n_r, n_f = len(samples), len(regions_u), wa.sum.shape[1]
-    if feature_names is None and isinstance(acts, WindowActs):
+    if feature_names is None:
         feature_names = wa.feature_names
     mean = np.full((n_s, n_r, n_f), np.nan, dtype=np.float32)
     mx = np.full((n_s, n_r, n_f), np.nan, dtype=np.float32)
