@@ -2,7 +2,7 @@
 # Run the demo:   snakemake --cores 2 --profile workflow/profiles/default
 from snakemake.utils import min_version
 
-min_version("8.0")
+min_version("9.0")
 
 
 configfile: "config/config.yaml"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -10,20 +11,19 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+#: Where tests keep the built yeast reference between runs (never inside the repository).
+TEST_CACHE = Path(os.environ.get("GENOSAE_TEST_CACHE") or Path(tempfile.gettempdir()) / "genosae-test-cache")
+YEAST_CACHE = TEST_CACHE / "yeast"
+os.environ["GENOSAE_TEST_CACHE"] = str(TEST_CACHE)  # the workflow tests' configs point there too
 
 
 @pytest.fixture(scope="session")
 def yeast_reference():
-    """:class:`genosae.genome.yeast.YeastReference` (FASTA + GFF3) of S288C: ``resources/yeast``
-    when already built there, else built into a session temp cache."""
+    """:class:`genosae.genome.yeast.YeastReference` (FASTA + GFF3) of S288C, built once into
+    ``TEST_CACHE/yeast`` (``$GENOSAE_TEST_CACHE``, default ``$TMPDIR/genosae-test-cache``)."""
     from genosae.genome.yeast import build_yeast_reference
 
-    cache = REPO / "resources" / "yeast"
-    if not (cache / "genome.fa.fai").exists() or not os.access(cache, os.W_OK):
-        import tempfile
-
-        cache = Path(tempfile.mkdtemp(prefix="genosae-yeast-"))
-    return build_yeast_reference(cache)
+    return build_yeast_reference(YEAST_CACHE)
 
 
 @pytest.fixture(scope="session")

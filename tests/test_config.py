@@ -69,3 +69,44 @@ def test_empty_and_invalid_yaml(tmp_path):
 def test_config_readme_documents_every_key():
     readme = (ROOT / "config/README.md").read_text()
     assert schema_markdown() in readme, "config/README.md is stale: regenerate its key table from the schema"
+
+
+#: The JSON-schema keywords a property definition may hold; anything else is a YAML slip
+#: (``{description: GFF3, GTF or BED}`` parses as a description "GFF3" plus keys "GTF or BED").
+SCHEMA_KEYWORDS = {"type", "default", "description", "enum", "minimum", "maximum", "exclusiveMinimum",
+                   "items", "minItems", "maxItems", "properties", "additionalProperties", "required",
+                   "oneOf", "anyOf", "pattern"}
+
+
+def _property_defs(node: dict, path: str = ""):
+    for name, sub in (node.get("properties") or {}).items():
+        yield f"{path}{name}", sub
+        yield from _property_defs(sub, f"{path}{name}.")
+    extra = node.get("additionalProperties")
+    if isinstance(extra, dict):
+        yield f"{path}*", extra
+        yield from _property_defs(extra, f"{path}*.")
+
+
+def test_schema_descriptions_are_whole_sentences():
+    from genosae.config import load_schema
+
+    defs = list(_property_defs(load_schema()))
+    assert len(defs) > 80
+    for path, sub in defs:
+        assert set(sub) <= SCHEMA_KEYWORDS, (path, set(sub) - SCHEMA_KEYWORDS)
+        desc = sub.get("description")
+        if desc is not None:
+            assert isinstance(desc, str) and desc.strip()[-1] in ".)", (path, desc)
+
+
+def test_simulated_design_paths_follow_outdir(tmp_path):
+    cfg = validate_config({"outdir": str(tmp_path / "elsewhere"),
+                           "designs": {"coh": {"kind": "cohort", "simulate": {"n_cases": 3}}}})
+    assert cfg["designs"]["coh"]["samples"] == f"{tmp_path}/elsewhere/simulate/coh/samples.tsv"
+    assert cfg["designs"]["coh"]["regions"] == f"{tmp_path}/elsewhere/simulate/coh/regions.bed"
+    demo = load_config(ROOT / "config/config.yaml", check_files=False)
+    assert demo["designs"]["cohort"]["samples"] == "results/simulate/cohort/samples.tsv"
+    with pytest.raises(InputError, match="designs.coh.samples"):
+        validate_config({"outdir": "out", "designs": {"coh": {"kind": "cohort", "simulate": {},
+                                                              "samples": "results/simulate/coh/samples.tsv"}}})

@@ -1,4 +1,4 @@
-"""Load and validate the workflow config against ``workflow/schemas/config.schema.yaml``.
+"""Load and validate the workflow config against the packaged schema ``genosae/data/config.schema.yaml``.
 
 Unknown keys, wrong types and missing input files are refused up front; every message names the
 config file and the key's path (``designs.cohort.samples``). Defaults from the schema are filled in.
@@ -20,14 +20,12 @@ SCHEMA_NAME = "config.schema.yaml"
 
 
 def schema_path() -> Path:
-    """The config schema: the workflow's copy when run from a checkout, else the packaged one."""
-    repo = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / SCHEMA_NAME
-    if repo.exists():
-        return repo
+    """The config schema shipped inside the package (the one copy; the workflow validates with it too)."""
     return Path(str(resources.files("genosae") / "data" / SCHEMA_NAME))
 
 
 def load_schema() -> dict:
+    """The config schema as a dict."""
     return yaml.safe_load(schema_path().read_text())
 
 
@@ -71,7 +69,27 @@ def validate_config(config: dict, *, source: str | Path = "<config>") -> dict:
         errs = list(_DefaultFilling(design_schema).iter_errors(design))
         if errs:
             raise InputError(errs[0].message, path=source, record=f"key 'designs.{name}.{key_path(errs[0].absolute_path)}'")
+        if design.get("simulate"):
+            _set_simulated_paths(config, name, design, source)
     return config
+
+
+def simulated_design_dir(outdir: str, design: str) -> str:
+    """Where ``genosae simulate`` writes a simulated design's sample sheet, regions and truth table."""
+    return f"{outdir}/simulate/{design}"
+
+
+def _set_simulated_paths(config: dict, name: str, design: dict, source: str | Path) -> None:
+    """A simulated cohort reads the sheet and regions the simulate step writes under ``outdir``."""
+    sim_dir = simulated_design_dir(config.get("outdir", "results"), name)
+    for key, file in (("samples", "samples.tsv"), ("regions", "regions.bed")):
+        expected = f"{sim_dir}/{file}"
+        given = design.get(key)
+        if given is not None and Path(given) != Path(expected):
+            msg = (f"'{given}' is not where `genosae simulate` writes it ({expected}); remove the key "
+                   "(a simulated design's samples and regions follow outdir) or drop 'simulate'")
+            raise InputError(msg, path=source, record=f"key 'designs.{name}.{key}'")
+        design[key] = expected
 
 
 def check_inputs(config: dict, *, source: str | Path = "<config>", produced_prefixes: tuple[str, ...] = ()) -> None:

@@ -59,11 +59,11 @@ def test_cli_errors_are_one_line(run_dir, capsys):
     assert rc == 2 and "not an activations folder" in err and "window-acts" in err
 
 
-def test_simulate_command(tmp_path):
+def test_simulate_command(tmp_path, yeast_reference):
     cfg = {"designs": {"cohort": {"kind": "cohort", "simulate": {"n_cases": 3, "n_controls": 2,
                                                                    "n_genes": 3}}}}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["simulate", "--config", str(tmp_path / "c.yaml"), "--design", "cohort",
-                 "--reference-dir", "resources/yeast", "--out", str(tmp_path / "sim")]) == 0
+                 "--reference-dir", str(yeast_reference.fasta.parent), "--out", str(tmp_path / "sim")]) == 0
     truth = pd.read_csv(tmp_path / "sim" / "truth.tsv", sep="\t")
     assert len(truth) == 3 and truth["motif"].iloc[0] == "ATTACCCGG"

@@ -18,7 +18,7 @@ def tiny_config(workdir: Path) -> dict:
     """The demo config shrunk to run in a minute or two on 2 cores."""
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     cfg["outdir"] = str(workdir / "results")
-    cfg["reference"]["cache_dir"] = str(ROOT / "resources" / "yeast")
+    cfg["reference"]["cache_dir"] = str(Path(os.environ["GENOSAE_TEST_CACHE"]) / "yeast")  # tests/conftest.py
     cfg["model"]["path"] = str(MODEL)
     cfg["atlas"]["n_windows"] = 48
     cfg["windows"] = {"size": 256, "stride": 256}
@@ -32,11 +32,15 @@ def tiny_config(workdir: Path) -> dict:
     return cfg
 
 
-def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+def run_snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = None
+                  ) -> subprocess.CompletedProcess:
+    """Snakemake on ``workdir`` from another directory, with this interpreter's ``bin`` first on PATH
+    (the rules call the ``genosae`` command of the environment under test)."""
+    env = {**(env or os.environ), "HF_HUB_OFFLINE": "1"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(workdir / "config.yaml"), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=workdir.parent)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({' '.join(args)}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc

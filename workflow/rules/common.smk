@@ -4,10 +4,10 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from genosae._io import stable_hash
-from genosae.config import check_inputs, validate_config
+from genosae.config import check_inputs, schema_path, simulated_design_dir, validate_config
 
 # Validate before anything runs: unknown keys, wrong types and missing files stop here with the key path.
-validate(config, schema="../schemas/config.schema.yaml", set_default=False)
+validate(config, schema=str(schema_path()), set_default=False)
 config = validate_config(config, source="config")
 check_inputs(config, source="config")
 
@@ -63,7 +63,7 @@ def genosae(command):
 def design_windows_input(wildcards):
     """A simulated cohort needs its simulated sample sheet before its windows can be made."""
     if wildcards.design in SIMULATED:
-        return [f"{OUT}/simulate/{wildcards.design}/samples.tsv"]
+        return [config["designs"][wildcards.design]["samples"]]
     return []
 
 

@@ -49,9 +49,9 @@ rule simulate_cohort:
         fasta=rules.prepare_reference.output.fasta,
         motifs=rules.prepare_reference.output.motifs,
     output:
-        samples=f"{OUT}/simulate/{{design}}/samples.tsv",
-        regions=f"{OUT}/simulate/{{design}}/regions.bed",
-        truth=f"{OUT}/simulate/{{design}}/truth.tsv",
+        samples=simulated_design_dir(OUT, "{design}") + "/samples.tsv",
+        regions=simulated_design_dir(OUT, "{design}") + "/regions.bed",
+        truth=simulated_design_dir(OUT, "{design}") + "/truth.tsv",
     log:
         f"{LOGS}/simulate/{{design}}.log",
     benchmark:
@@ -66,7 +66,7 @@ rule simulate_cohort:
         cfg=lambda wc: stable_hash(config["designs"][wc.design]),
     shell:
         genosae("simulate") + f" --design {{wildcards.design}} --reference-dir {REF}"
-        f" --out {OUT}/simulate/{{wildcards.design}} > {{log}} 2>&1"
+        f" --out {simulated_design_dir(OUT, '{wildcards.design}')} > {{log}} 2>&1"
 
 
 rule design_windows:

