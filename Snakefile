@@ -12,6 +12,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/reference.smk"
 include: "workflow/rules/embed.smk"
 include: "workflow/rules/sae.smk"
+include: "workflow/rules/control.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/biomarkers.smk"
 

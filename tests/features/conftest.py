@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -146,3 +147,92 @@ def fake_store() -> FakeStore:
 @pytest.fixture
 def fake_sae_factory():
     return FakeSAE
+
+
+#: Yeast-like strand-symmetric base composition (62 % AT), the background of the JASPAR-planted data.
+YEAST_BG = np.array([0.31, 0.19, 0.19, 0.31])
+
+
+@dataclass
+class JasparPlanted:
+    """Random yeast-like sequence with a JASPAR motif sampled into some windows, and its features.
+
+    ``acts`` columns: ``f0`` fires on the planted sites (a bump over the site's bases, peak jittered
+    ± 2 bp), ``f1..`` are noise features firing on random tokens. ``planted`` holds each planted
+    site's window, start and strand.
+    """
+
+    genome: str
+    windows: pd.DataFrame
+    sequences: list[str]
+    acts: FeatureActs
+    planted: pd.DataFrame
+    motif: Any
+
+
+def _sample_sites(rng: np.random.Generator, pwm: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` sites drawn from ``pwm`` ``[k, 4]``, half of them reverse-complemented; and their strand."""
+    cum = np.cumsum(pwm, axis=1)
+    site = np.minimum((rng.random((n, len(pwm), 1)) > cum[None]).sum(2), 3).astype(np.uint8)
+    minus = rng.random(n) < 0.5
+    site[minus] = (3 - site[minus])[:, ::-1]
+    return site, minus
+
+
+def make_jaspar_planted(motif_name: str = "REB1", *, other_name: str = "GCN4", seed: int = 0,
+                        n_windows: int = 240, width: int = 200, n_planted: int = 160, n_other: int = 100,
+                        n_noise: int = 5) -> JasparPlanted:
+    """``motif_name`` planted in ``n_planted`` windows (where ``f0`` fires), ``other_name`` in
+    ``n_other`` other windows at which no feature fires (a motif nothing should capture)."""
+    from genosae.genome.motifs import load_jaspar
+
+    jaspar = {m.name: m for m in load_jaspar()}
+    motif, other = jaspar[motif_name], jaspar[other_name]
+    rng = np.random.default_rng(seed)
+    k = len(motif.pwm)
+    genome = rng.choice(4, size=n_windows * width, p=YEAST_BG).astype(np.uint8)
+    order = rng.permutation(n_windows)
+    wins, other_wins = order[:n_planted], order[n_planted:n_planted + n_other]
+    starts = wins * width + rng.integers(20, width - 20 - k, n_planted)
+    site, minus = _sample_sites(rng, motif.pwm, n_planted)
+    genome[starts[:, None] + np.arange(k)] = site
+    ko = len(other.pwm)
+    other_starts = other_wins * width + rng.integers(20, width - 20 - ko, len(other_wins))
+    genome[other_starts[:, None] + np.arange(ko)] = _sample_sites(rng, other.pwm, len(other_wins))[0]
+    n = len(genome)
+    f0 = np.zeros(n, np.float32)
+    bump = (1.0 + np.exp(-0.5 * ((np.arange(k) - k // 2) / 2.0) ** 2)).astype(np.float32)
+    jitter = rng.integers(-2, 3, n_planted)
+    f0[starts[:, None] + np.arange(k)] = bump[np.clip(np.arange(k)[None, :] - jitter[:, None], 0, k - 1)]
+    f0[starts[:, None] + np.arange(k)] *= rng.uniform(0.8, 1.2, (n_planted, 1)).astype(np.float32)
+    noise = (rng.exponential(1.0, (n, n_noise)) * (rng.random((n, n_noise)) < 0.02)).astype(np.float32)
+    codes = sp.csr_matrix(np.column_stack([f0, noise]))
+    genome_s = "".join(np.array(list("ACGT"))[genome])
+    windows = pd.DataFrame({
+        "window_id": [f"w{i}" for i in range(n_windows)], "chrom": "chr1",
+        "start": np.arange(n_windows) * width, "end": (np.arange(n_windows) + 1) * width,
+        "strand": "+", "region_id": "atlas",
+    })
+    pos = np.arange(n)
+    tokens = pd.DataFrame({
+        "window_index": pos // width, "token_index": pos % width, "chrom": "chr1", "bp_start": pos,
+        "bp_end": pos + 1, "strand": "+", "window_id": windows["window_id"].to_numpy()[pos // width],
+        "has_n": False,
+    })
+    acts = FeatureActs(codes, tokens, [f"f{i}" for i in range(1 + n_noise)], "sae", {})
+    seqs = [genome_s[s:e] for s, e in zip(windows["start"], windows["end"], strict=True)]
+    planted = pd.DataFrame({"window_index": wins, "start": starts, "end": starts + k,
+                            "strand": np.where(minus, "-", "+")})
+    return JasparPlanted(genome_s, windows, seqs, acts, planted, motif)
+
+
+@pytest.fixture(scope="session")
+def jaspar_planted() -> JasparPlanted:
+    return make_jaspar_planted()
+
+
+@pytest.fixture(scope="session")
+def jaspar_fungi():
+    from genosae.genome.motifs import load_jaspar
+
+    return load_jaspar()

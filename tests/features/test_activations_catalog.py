@@ -7,18 +7,25 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
+from scipy import stats
 
+from genosae._io import read_json
 from genosae.errors import InputError
 from genosae.features.activations import (
     FeatureActs,
     WindowActs,
+    calibration_windows,
     feature_activations,
+    iter_token_batches,
     neuron_activations,
+    neuron_units,
     random_direction_activations,
+    random_units,
+    store_mean,
     window_activations,
     window_split,
 )
-from genosae.features.alignment import align_concepts
+from genosae.features.alignment import align_concepts, align_store, token_concepts, trivial_f1
 from genosae.features.catalog import (
     baseline_summary,
     build_catalog,
@@ -72,15 +79,138 @@ def test_window_activations_stream_equals_token_level(fake_store, fake_sae_facto
         WindowActs.load(tmp_path)
 
 
-def test_baselines(fake_store):
+class ChromStore:
+    """Store-like: 20 windows on each of chrI, chrII and chrXVI (one shard per chromosome, position order).
+
+    Hidden dimension 0 is 2.0 on the tokens of one 8-bp "site" per window of chrII and chrXVI (the
+    concept) and 0 elsewhere; the other dimensions are noise. A prefix of the store (chrI) holds no site.
+    """
+
+    chroms = ("chrI", "chrII", "chrXVI")
+
+    def __init__(self, d_model: int = 4, n_per_chrom: int = 20, width: int = 64, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.d_model, self.width = d_model, width
+        rows = [(c, i * 1000) for c in self.chroms for i in range(n_per_chrom)]
+        self.windows = pd.DataFrame({"window_id": [f"{c}:{s}" for c, s in rows], "chrom": [c for c, _ in rows],
+                                     "start": [s for _, s in rows], "end": [s + width for _, s in rows],
+                                     "strand": "+", "region_id": "atlas"})
+        sites = []
+        self._shards = []
+        for ci, c in enumerate(self.chroms):
+            wi = np.repeat(np.arange(ci * n_per_chrom, (ci + 1) * n_per_chrom), width)
+            ti = np.tile(np.arange(width), n_per_chrom)
+            bp = self.windows["start"].to_numpy()[wi] + ti
+            acts = rng.standard_normal((len(wi), d_model)).astype(np.float32)
+            acts[:, 0] = 0.0
+            if c != "chrI":
+                for w in np.unique(wi):
+                    s0 = int(self.windows.at[w, "start"]) + int(rng.integers(4, width - 12))
+                    sites.append((c, s0, s0 + 8))
+                    acts[(wi == w) & (bp >= s0) & (bp < s0 + 8), 0] = 2.0
+            self._shards.append({"acts": acts, "window_index": wi.astype(np.int32), "token_index": ti.astype(np.int32),
+                                 "bp_start": bp.astype(np.int64), "bp_end": (bp + 1).astype(np.int64),
+                                 "is_special": np.zeros(len(wi), bool), "has_n": np.zeros(len(wi), bool)})
+        self.concepts = pd.DataFrame({"chrom": [c for c, _, _ in sites], "start": [s for _, s, _ in sites],
+                                      "end": [e for _, _, e in sites], "strand": "+", "concept": "site",
+                                      "name": [f"s{i}" for i in range(len(sites))]})
+
+    def iter_shards(self, **_):
+        yield from self._shards
+
+
+class IdentitySAE:
+    def __init__(self, d: int = 4):
+        self.W_dec = torch.eye(d)
+
+    def encode(self, acts_BD):
+        return torch.relu(acts_BD)
+
+
+def test_baselines_are_centred_splits_and_projections(fake_store):
+    x = np.concatenate([s["acts"][~s["is_special"]] for s in fake_store.iter_shards()])
+    mean = x.mean(0)
+    np.testing.assert_allclose(store_mean(fake_store), mean, rtol=1e-6, atol=1e-7)  # every shard, not the first
     n = neuron_activations(fake_store)
-    assert n.n_features == 2 * fake_store.d_model and n.feature_names[:2] == ["n0+", "n0-"]
+    assert n.n_features == 2 * fake_store.d_model and n.feature_names[:4] == ["n0+", "n0-", "n1+", "n1-"]
     dense = n.codes.toarray()
-    assert not ((dense[:, 0::2] > 0) & (dense[:, 1::2] > 0)).any()  # one direction at a time
+    np.testing.assert_allclose(dense[:, 0::2], np.maximum(x - mean, 0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dense[:, 1::2], np.maximum(mean - x, 0), rtol=1e-5, atol=1e-6)
     r1 = random_direction_activations(fake_store, 5, seed=3)
     r2 = random_direction_activations(fake_store, 5, seed=3)
     assert r1.n_features == 5 and (r1.codes != r2.codes).nnz == 0
-    assert (r1.codes.data > 0).all()
+    dirs = random_units(fake_store.d_model, 5, 3).W_DU
+    np.testing.assert_allclose(np.linalg.norm(dirs, axis=0), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(r1.codes.toarray(), np.maximum((x - mean) @ dirs, 0), rtol=1e-5, atol=1e-6)
+    assert 0.3 < r1.codes.nnz / np.prod(r1.codes.shape) < 0.7  # centred: each direction fires on about half
+    assert (random_direction_activations(fake_store, 5, seed=4).codes != r1.codes).nnz > 0
+
+
+def test_iter_token_batches_yields_whole_windows(fake_store):
+    ref = feature_activations(IdentitySAE(), fake_store).tokens
+    got = list(iter_token_batches(fake_store, batch_size=40))
+    tokens = pd.concat([t for _, t in got], ignore_index=True)
+    pd.testing.assert_frame_equal(tokens, ref)
+    x = np.concatenate([s["acts"][~s["is_special"]] for s in fake_store.iter_shards()])
+    np.testing.assert_array_equal(np.concatenate([a for a, _ in got]), x)
+    assert all(len(t) <= 40 for _, t in got) and len(got) == 4  # 2 windows of 16 per batch, 3 per shard
+    seen = [set(t["window_index"]) for _, t in got]
+    assert sum(len(w) for w in seen) == len(set().union(*seen)) == 6  # no window in two batches
+    assert [len(t) for _, t in iter_token_batches(fake_store, batch_size=5)] == [16] * 6  # one window alone
+    assert sum(len(t) for _, t in iter_token_batches(fake_store, max_tokens=20)) == 20
+
+
+def test_calibration_windows_holds_out_the_chromosome():
+    store = ChromStore()
+    cal, rule = calibration_windows(store.windows, holdout_chroms=["chrXVI"])
+    assert rule == "chromosome" and (~cal).sum() == 20 and set(store.windows.loc[~cal, "chrom"]) == {"chrXVI"}
+    # no window of the held-out chromosome has tokens (e.g. a --max-tokens prefix): seeded random half
+    present = (store.windows["chrom"] != "chrXVI").to_numpy()
+    cal2, rule2 = calibration_windows(store.windows, holdout_chroms=["chrXVI"], seed=1, present=present)
+    assert rule2 == "random" and (cal2 == window_split(60, seed=1)).all()
+    assert calibration_windows(store.windows)[1] == "random"
+
+
+def test_align_store_streams_the_whole_store_like_in_memory():
+    store = ChromStore()
+    cal_w, _ = calibration_windows(store.windows, holdout_chroms=["chrXVI"])
+    mean = store_mean(store)
+    units = {"neuron": neuron_units(store.d_model, mean), "random": random_units(store.d_model, 6, 2, mean)}
+    got = align_store(store, units, store.concepts, concept_names=["site"], calibration_windows=cal_w,
+                      batch_size=100)
+    for kind, acts in (("neuron", neuron_activations(store, mean=mean)),
+                       ("random", random_direction_activations(store, 6, 2, mean=mean))):
+        memb, _, _ = token_concepts(acts.tokens, store.concepts, ["site"])
+        win = acts.tokens["window_index"].to_numpy()
+        want = align_concepts(acts.codes, memb, None, calibration_mask=cal_w[win], concept_names=["site"],
+                              feature_names=acts.feature_names, window_index=win)
+        pd.testing.assert_frame_equal(got[kind], want, check_exact=False, rtol=1e-6)
+    n0 = got["neuron"].set_index("feature").loc["n0+"]
+    # 20 held-out windows, each with its site: z reaches its bound sqrt(20), p = t_19 tail there
+    assert n0["f1"] == 1.0 and n0["n_windows"] == 20 and n0["n_windows_hit"] == 20 and n0["captured"]
+    assert n0["z"] == pytest.approx(np.sqrt(20)) and n0["p"] == pytest.approx(stats.t.sf(np.sqrt(20), 19))
+
+
+def test_run_features_baselines_cover_every_chromosome(tmp_path):
+    """The site lives on chrII and chrXVI only; a chrI prefix (the old ``baseline_tokens``) saw none."""
+    from genosae.features.pipeline import run_features
+
+    store = ChromStore()
+    prefix = 20 * store.width  # every chrI token, nothing else
+    paths = run_features(store, IdentitySAE(), tmp_path / "f", concepts=store.concepts, holdout_chroms=["chrXVI"],
+                         baseline_tokens=prefix, n_random=6, make_logos=False, progress=False)
+    summ = pd.read_csv(paths["baseline_summary"]).set_index("concept")
+    row = summ.loc["site"]
+    assert row["best_neuron_f1"] == 1.0 and row["best_neuron_feature"] == "n0+"
+    assert row["best_sae_f1"] == 1.0 and row["best_sae_feature"] == "f0"
+    assert (row["n_sae_candidates"], row["n_neuron_candidates"], row["n_random_candidates"]) == (4, 8, 6)
+    assert row["best_random_f1"] < 1.0
+    info = read_json(paths["summary"])
+    assert info["split"] == {"rule": "chromosome", "holdout_chroms": ["chrXVI"], "seed": 0,
+                             "n_calibration_windows": 40, "n_heldout_windows": 20}
+    assert info["n_candidates"] == {"sae": 4, "neuron": 8, "random": 6}
+    al = pd.read_parquet(paths["alignment"]).set_index(["feature", "concept"])
+    assert al.loc[("f0", "site"), "n_windows"] == 20 and al.loc[("f0", "site"), "captured"]
 
 
 def test_window_split_is_seeded_half():
@@ -145,7 +275,8 @@ def test_codon_preference_and_strand_alignment():
 
 def test_build_catalog_on_planted(planted):
     a = align_concepts(planted.acts.codes, planted.membership, planted.instances,
-                       calibration_mask=planted.cal_tokens, concept_names=planted.concept_names)
+                       calibration_mask=planted.cal_tokens, concept_names=planted.concept_names,
+                       window_index=planted.acts.tokens["window_index"].to_numpy())
     genes = pd.DataFrame({"chrom": ["chr1"], "start": [0], "end": [50], "name": ["GENE1"]})
     cat = build_catalog(planted.acts, a, genes=genes)
     assert list(cat.index) == ["f0", "f1", "f2", "f3"]
@@ -155,9 +286,21 @@ def test_build_catalog_on_planted(planted):
     assert cat.loc["f0", "frequency"] == pytest.approx(planted.membership[:, 0].sum() / planted.acts.n_tokens)
     assert cat.loc["f0", "top_loci"].count("chr1:") == 3 and "GENE1" in cat.loc["f0", "top_loci"]
     assert cat.loc["f0", "q50"] <= cat.loc["f0", "q99"] <= cat.loc["f0", "max_activation"]
-    summ = baseline_summary({"sae": a, "neuron": a.assign(f1=a["f1"] / 2)})
-    assert summ.loc[f"motif:{planted.motif}", "best_sae_f1"] == 1.0
-    assert summ.loc[f"motif:{planted.motif}", "best_neuron_f1"] == 0.5
+    assert cat.loc["f0", "f1_calibration"] == 1.0 and (cat["n_concept_candidates"] == 2).all()
+
+
+def test_baseline_summary_same_rule_and_candidate_counts():
+    # neuron set: n1 is best on held-out (0.9) but n0 on calibration (0.8 vs 0.3): the summary must
+    # report n0 and its held-out F1 (0.2), not the held-out maximum
+    base = dict(concept="c", prevalence=0.1, trivial_f1=trivial_f1(0.1))
+    sae = pd.DataFrame([dict(base, feature=f"f{i}", f1_calibration=0.1 * i, f1=0.05 * i) for i in range(5)])
+    neu = pd.DataFrame([dict(base, feature="n0", f1_calibration=0.8, f1=0.2),
+                        dict(base, feature="n1", f1_calibration=0.3, f1=0.9)])
+    summ = baseline_summary({"sae": sae, "neuron": neu}).loc["c"]
+    assert summ["best_neuron_feature"] == "n0" and summ["best_neuron_f1"] == 0.2
+    assert summ["best_neuron_f1_calibration"] == 0.8
+    assert summ["best_sae_feature"] == "f4" and summ["best_sae_f1"] == pytest.approx(0.2)
+    assert (summ["n_sae_candidates"], summ["n_neuron_candidates"]) == (5, 2)
 
 
 @pytest.mark.parametrize("n_jobs", [1, 2])

@@ -161,3 +161,22 @@ def test_region_table_and_sequences(small_genome, tmp_path, make_fasta):
     with pytest.raises(InputError, match="'q1' is empty or has non-IUPAC"):
         read_sequence_design(bad)
     assert np.all(read_sequence_design(fasta_by_group={"a": fa_a, "b": fa_b})["sequence"].str.len() == 20)
+
+
+def test_atlas_windows_stratified_by_chromosome_length():
+    # 20 small chromosomes and one large: a uniform draw over all slots leaves some small ones out;
+    # the stratified draw gives each its length-proportional share (floor or ceil), for every seed
+    sizes = {f"s{i}": 512 * 30 + 100 for i in range(20)} | {"big": 512 * 600 + 100}
+    n = 60
+    for seed in range(5):
+        w = atlas_windows(sizes, n_windows=n, size=512, seed=seed)
+        counts = w["chrom"].value_counts()
+        # shares: 60 × ~30 / ~1200 = ~1.5 per small chromosome, ~30 for the big one
+        assert all(1 <= counts.get(f"s{i}", 0) <= 2 for i in range(20)), (seed, counts.to_dict())
+        assert 29 <= counts["big"] <= 31
+        assert len(w) == n and set(w["chrom"]) == set(sizes)
+        assert w["window_id"].is_unique
+        order = pd.Index(list(sizes)).get_indexer(w["chrom"])
+        assert (np.diff(order) >= 0).all()  # sorted by chromosome (reference order), then start
+        for _, g in w.groupby("chrom"):
+            assert (np.diff(g["start"].to_numpy()) >= 512).all()

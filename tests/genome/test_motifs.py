@@ -78,3 +78,22 @@ def test_bad_motif_files(tmp_path, text, message):
 def test_unknown_jaspar_release():
     with pytest.raises(InputError, match=r"JASPAR1999.*available: JASPAR"):
         load_jaspar("JASPAR1999")
+
+
+def test_fimo_hits_become_one_site_per_palindrome_for_motif_capture():
+    """A palindromic site is hit on both strands; motif capture counts it once (genome → features contract)."""
+    from genosae.features.motif_capture import motif_sites
+
+    site = "GTGACGTCAC"  # its own reverse complement
+    assert reverse_complement(site) == site
+    pwm = np.full((len(site), 4), 0.01)
+    pwm[np.arange(len(site)), ["ACGT".index(b) for b in site]] = 0.97
+    motif = Motif("PAL1", "pal", pwm / pwm.sum(1, keepdims=True))
+    seq = list(np.random.default_rng(3).choice(list("ACGT"), 3000))
+    for s in (200, 1200, 2500):
+        seq[s:s + len(site)] = site
+    hits = scan_motifs([motif], {"s1": "".join(seq)}, threshold=1e-5)
+    assert len(hits) == 6 and set(hits["strand"]) == {"+", "-"}
+    sites = motif_sites(motif_concepts(hits))
+    assert sites[["start", "end"]].values.tolist() == [[200, 210], [1200, 1210], [2500, 2510]]
+    assert set(sites["motif_id"]) == {"PAL1"} and set(sites["motif_name"]) == {"pal"}

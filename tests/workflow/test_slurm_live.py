@@ -26,7 +26,7 @@ from .conftest import ROOT, run_snakemake, tiny_config
 
 SCRIPT = ROOT / "scripts" / "slurm_test_cluster.sh"
 PROFILE = ROOT / "workflow" / "profiles" / "slurm"
-GPU_RULES = {"embed_part", "train_sae", "evaluate_sae"}
+GPU_RULES = {"embed_part", "train_sae", "evaluate_sae", "control_embed", "control_train_sae"}
 KILL_RULE = "train_sae"
 
 

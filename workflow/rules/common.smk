@@ -41,6 +41,7 @@ def cfg_hash(*sections):
 
 DESIGNS = list(config["designs"])
 SIMULATED = [d for d in DESIGNS if config["designs"][d].get("simulate")]
+SIM_DIR = simulated_design_dir(OUT, "{design}")  # a simulated design's sheet, regions and truth
 N_SHARDS = config["embed"]["n_shards"]
 SEEDS = config["sae"]["seeds"]
 MAIN_SEED = SEEDS[0]

@@ -8,9 +8,12 @@ rule features:
         replicate=[f"{OUT}/sae/seed{s}/cfg.json" for s in SEEDS[1:2]],
         concepts=rules.prepare_reference.output.concepts,
         motifs=rules.prepare_reference.output.motifs,
+        control=[CONTROL_STORE, f"{CONTROL_SAE}/cfg.json"] if CONTROL else [],
     output:
         catalog=f"{OUT}/features/feature_catalog.csv",
         concepts=f"{OUT}/features/feature_concepts.csv",
+        motif_capture=f"{OUT}/features/motif_capture.csv",
+        motif_names=f"{OUT}/features/motif_names.csv",
         index=f"{OUT}/features/dashboards/index.html",
     log:
         f"{LOGS}/features/features.log",
@@ -25,9 +28,14 @@ rule features:
     params:
         cfg=cfg_hash("features"),
         replicate=" ".join(f"--sae-replicate {OUT}/sae/seed{s}" for s in SEEDS[1:2]),
+        control=(
+            f"--control-store {CONTROL_STORE} --control-sae {CONTROL_SAE} --control-out {CONTROL_DIR}/features"
+            if CONTROL
+            else ""
+        ),
     shell:
         genosae("features")
-        + f" --store {{input.store}} --sae {SAE_MAIN} {{params.replicate}}"
+        + f" --store {{input.store}} --sae {SAE_MAIN} {{params.replicate}} {{params.control}}"
         f" --reference-dir {REF} --out {OUT}/features > {{log}} 2>&1"
 
 

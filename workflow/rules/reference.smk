@@ -49,9 +49,9 @@ rule simulate_cohort:
         fasta=rules.prepare_reference.output.fasta,
         motifs=rules.prepare_reference.output.motifs,
     output:
-        samples=simulated_design_dir(OUT, "{design}") + "/samples.tsv",
-        regions=simulated_design_dir(OUT, "{design}") + "/regions.bed",
-        truth=simulated_design_dir(OUT, "{design}") + "/truth.tsv",
+        samples=f"{SIM_DIR}/samples.tsv",
+        regions=f"{SIM_DIR}/regions.bed",
+        truth=f"{SIM_DIR}/truth.tsv",
     log:
         f"{LOGS}/simulate/{{design}}.log",
     benchmark:
@@ -66,7 +66,7 @@ rule simulate_cohort:
         cfg=lambda wc: stable_hash(config["designs"][wc.design]),
     shell:
         genosae("simulate") + f" --design {{wildcards.design}} --reference-dir {REF}"
-        f" --out {simulated_design_dir(OUT, '{wildcards.design}')} > {{log}} 2>&1"
+        " --out $(dirname {output.samples}) > {log} 2>&1"
 
 
 rule design_windows:

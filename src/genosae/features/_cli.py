@@ -18,9 +18,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="results/features", help="output folder")
     p.add_argument("--sae-replicate", default=None, help="second SAE (other seed) for the replicates column")
     p.add_argument("--seed", type=int, default=None, help="calibration split seed (default: config seed or 0)")
-    p.add_argument("--baseline-tokens", type=int, default=200_000,
-                   help="tokens used for the neuron/random-direction baselines")
+    p.add_argument("--baseline-tokens", type=int, default=None,
+                   help="deprecated, ignored: the neuron/random-direction baselines stream over every token")
     p.add_argument("--max-tokens", type=int, default=None, help="use only the first N tokens (quick runs)")
+    p.add_argument("--control-store", default=None,
+                   help="activation store of the control model (same windows; genosae embed --model <control>)")
+    p.add_argument("--control-sae", default=None, help="SAE trained on the control store")
+    p.add_argument("--control-out", default=None, help="folder for the control's catalogue (with --control-store)")
     p.add_argument("--no-logos", action="store_true", help="skip logo PNGs (faster)")
     p.add_argument("--max-logos", type=int, default=256,
                    help="logo PNGs for at most this many features (best concept F1 first; ~0.5 s each)")
@@ -37,6 +41,7 @@ def _features(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from genosae.config import load_config
+    from genosae.features.motifs import naming_params
     from genosae.features.pipeline import run_features
     from genosae.genome.motifs import read_motif_file
     from genosae.genome.reference import Reference
@@ -59,6 +64,10 @@ def _features(args: argparse.Namespace) -> int:
     store = ActivationStore(args.store)
     sae = load_sae(args.sae)
     replicate = load_sae(args.sae_replicate) if args.sae_replicate else None
+    if bool(args.control_store) != bool(args.control_sae):
+        raise InputError("--control-store and --control-sae go together", record="--control-store")
+    control_store = ActivationStore(args.control_store) if args.control_store else None
+    control_sae = load_sae(args.control_sae) if args.control_sae else None
     gene_rows = concepts[concepts["concept"] == "gene"]
     if gene_rows.empty:
         gene_rows = concepts[concepts["concept"] == "CDS"]
@@ -70,8 +79,11 @@ def _features(args: argparse.Namespace) -> int:
         thresholds=fcfg.get("thresholds", (0.0, 0.15, 0.5, 0.6, 0.8)),
         min_f1=fcfg.get("min_f1_captured", 0.5), fdr=fcfg.get("fdr", 0.05),
         top_examples=fcfg.get("top_examples", 10), seed=seed, baseline_tokens=args.baseline_tokens,
+        holdout_chroms=config.get("atlas", {}).get("holdout_chroms", []),
         max_tokens=args.max_tokens, make_logos=not args.no_logos, max_logos=args.max_logos,
-        n_jobs=max(1, int(config.get("threads", 1))), config=config,
+        n_jobs=max(1, int(config.get("threads", 1))), config=config, naming=naming_params(fcfg),
+        n_null=fcfg.get("motif_null_pseudofeatures", 1000), capture_min_sites=fcfg.get("motif_capture_min_sites", 10),
+        control_store=control_store, control_sae=control_sae, control_out=args.control_out,
     )
     for name, path in paths.items():
         print(f"{name}\t{path}")

@@ -9,8 +9,9 @@ locus profiles need, at a size independent of the number of tokens.
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -25,11 +26,17 @@ from genosae.errors import InputError
 __all__ = [
     "TOKEN_COLUMNS",
     "FeatureActs",
+    "LinearUnits",
     "WindowActs",
+    "calibration_windows",
     "feature_activations",
+    "iter_token_batches",
     "neuron_activations",
+    "neuron_units",
     "numpy_encoder",
     "random_direction_activations",
+    "random_units",
+    "store_mean",
     "window_activations",
     "window_split",
 ]
@@ -148,6 +155,156 @@ def window_split(n_windows: int, *, seed: int = 0, fraction: float = 0.5) -> np.
     return mask
 
 
+SplitRule = Literal["chromosome", "random"]
+
+
+def calibration_windows(
+    windows: pd.DataFrame,
+    *,
+    holdout_chroms: Sequence[str] = (),
+    seed: int = 0,
+    fraction: float = 0.5,
+    present: np.ndarray | None = None,
+) -> tuple[np.ndarray, SplitRule]:
+    """Calibration mask over windows (``True`` = calibration) and the rule that made it.
+
+    ``"chromosome"``: the windows on ``holdout_chroms`` are held out and all others calibrate —
+    used when both sides hold at least one window among ``present`` (bool per window, default all;
+    e.g. the windows that kept tokens). Otherwise ``"random"``: :func:`window_split` (seeded
+    ``fraction`` of the windows calibrate). The caller should record the rule (``features.json``).
+    """
+    present = np.ones(len(windows), bool) if present is None else np.asarray(present, dtype=bool)
+    if len(holdout_chroms):
+        held = windows["chrom"].astype(str).isin([str(c) for c in holdout_chroms]).to_numpy()
+        if (held & present).any() and (~held & present).any():
+            return ~held, "chromosome"
+    return window_split(len(windows), seed=seed, fraction=fraction), "random"
+
+
+def iter_token_batches(
+    store: StoreLike,
+    *,
+    batch_size: int = 4096,
+    exclude_special: bool = True,
+    max_tokens: int | None = None,
+) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+    """The kept tokens of ``store`` in store order, in batches of whole windows (bounded memory).
+
+    Yields ``(acts [n, d_model] float32, tokens)`` with ``tokens`` as :attr:`FeatureActs.tokens`. A
+    batch holds at most ``batch_size`` tokens unless a single window is longer (it then comes
+    alone); a window never spans two batches (a store shard holds whole windows), except the last
+    one cut short by ``max_tokens`` (the first ``max_tokens`` kept tokens, as
+    :func:`feature_activations`). Memory is one shard.
+    """
+    windows = store.windows
+    n_done = 0
+    for shard in store.iter_shards():
+        acts = np.asarray(shard["acts"])
+        keep = _keep_mask(shard, exclude_special)
+        if max_tokens is not None:
+            room = max_tokens - n_done
+            if room <= 0:
+                break
+            keep &= np.cumsum(keep) <= room
+        idx = np.flatnonzero(keep)
+        n_done += idx.size
+        if idx.size == 0:
+            continue
+        tokens = _token_frame(shard, keep, windows)
+        order = np.argsort(tokens["window_index"].to_numpy(), kind="stable")
+        idx, tokens = idx[order], tokens.iloc[order].reset_index(drop=True)
+        w = tokens["window_index"].to_numpy()
+        starts = np.flatnonzero(np.r_[True, w[1:] != w[:-1]])
+        ends = np.r_[starts[1:], w.size]
+        cuts = [0]
+        for st, en in zip(starts[1:], ends[1:], strict=True):  # close a batch before a window that overflows it
+            if en - cuts[-1] > batch_size:
+                cuts.append(int(st))
+        cuts.append(w.size)
+        for a, b in itertools.pairwise(cuts):
+            if b > a:
+                yield acts[idx[a:b]].astype(np.float32, copy=False), tokens.iloc[a:b].reset_index(drop=True)
+
+
+def _keep_mask(shard: dict[str, Any], exclude_special: bool) -> np.ndarray:
+    keep = np.asarray(shard["bp_start"]) >= 0
+    if exclude_special and "is_special" in shard:
+        keep &= ~np.asarray(shard["is_special"], dtype=bool)
+    return keep
+
+
+def store_mean(store: StoreLike, *, exclude_special: bool = True, max_tokens: int | None = None) -> np.ndarray:
+    """Mean activation ``[d_model]`` over the kept tokens of the whole store (streamed, float64 sums)."""
+    total = np.zeros(store.d_model, np.float64)
+    n = 0
+    for acts, _tokens in iter_token_batches(store, batch_size=1 << 30, exclude_special=exclude_special,
+                                            max_tokens=max_tokens):
+        total += acts.sum(0, dtype=np.float64)
+        n += len(acts)
+    return (total / max(n, 1)).astype(np.float32)
+
+
+@dataclass
+class LinearUnits:
+    """Baseline units read linearly off the model activations: ``relu(±(x - mean_D) @ W_DU)``.
+
+    Attributes
+    ----------
+    kind
+        ``"neuron"`` (``W_DU`` = identity, both signs: columns ``n{d}+, n{d}-``) or ``"random"``
+        (random unit directions, positive part: ``r{i}``).
+    mean_D
+        Centre subtracted first (the store mean, :func:`store_mean`), so a unit fires when the
+        activation is above (or, for ``-``, below) its usual level.
+    W_DU
+        ``[d_model, n_directions]`` directions, ``None`` for the identity.
+    both_signs
+        Each direction gives a ``+`` and a ``-`` unit (interleaved columns).
+    """
+
+    kind: str
+    mean_D: np.ndarray
+    W_DU: np.ndarray | None
+    both_signs: bool
+    feature_names: list[str]
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    def __call__(self, acts_BD: np.ndarray) -> np.ndarray:
+        """Dense codes ``[B, n_features]`` float32 of dense activations ``[B, d_model]``."""
+        x = np.asarray(acts_BD, dtype=np.float32) - self.mean_D
+        if self.W_DU is not None:
+            x = x @ self.W_DU
+        if not self.both_signs:
+            return np.maximum(x, 0)
+        out = np.empty((len(x), 2 * x.shape[1]), np.float32)
+        out[:, 0::2] = np.maximum(x, 0)
+        out[:, 1::2] = np.maximum(-x, 0)
+        return out
+
+
+def neuron_units(d_model: int, mean_D: np.ndarray | None = None) -> LinearUnits:
+    """Each hidden dimension as two units, its positive and its negated part (centred on ``mean_D``)."""
+    mean = np.zeros(d_model, np.float32) if mean_D is None else np.asarray(mean_D, np.float32)
+    return LinearUnits("neuron", mean, None, True, [f"n{d}{s}" for d in range(d_model) for s in "+-"],
+                       {"center": mean_D is not None})
+
+
+def random_units(d_model: int, n: int, seed: int = 0, mean_D: np.ndarray | None = None) -> LinearUnits:
+    """``n`` seeded random unit directions, positive part (centred on ``mean_D``)."""
+    if n < 1:
+        msg = f"n must be a positive number of directions, got {n}"
+        raise ValueError(msg)
+    rng = np.random.default_rng(seed)
+    dirs_DN = rng.standard_normal((d_model, n)).astype(np.float32)
+    dirs_DN /= np.linalg.norm(dirs_DN, axis=0, keepdims=True)
+    mean = np.zeros(d_model, np.float32) if mean_D is None else np.asarray(mean_D, np.float32)
+    return LinearUnits("random", mean, dirs_DN, False, [f"r{i}" for i in range(n)], {"seed": seed})
+
+
 def _token_frame(shard: dict[str, Any], keep: np.ndarray, windows: pd.DataFrame) -> pd.DataFrame:
     widx = np.asarray(shard["window_index"])[keep].astype(np.int64)
     strand = windows["strand"].to_numpy() if "strand" in windows else np.full(len(windows), "+")
@@ -181,10 +338,7 @@ def _collect(
     n_done = 0
     for shard in store.iter_shards():
         acts = np.asarray(shard["acts"])
-        keep = np.ones(len(acts), dtype=bool)
-        if exclude_special and "is_special" in shard:
-            keep &= ~np.asarray(shard["is_special"], dtype=bool)
-        keep &= np.asarray(shard["bp_start"]) >= 0
+        keep = _keep_mask(shard, exclude_special)
         if max_tokens is not None:
             room = max_tokens - n_done
             if room <= 0:
@@ -265,33 +419,25 @@ def neuron_activations(
     max_tokens: int | None = None,
     exclude_special: bool = True,
     center: bool = True,
+    mean: np.ndarray | None = None,
 ) -> FeatureActs:
     """Baseline: each hidden dimension as two features, its positive part and its negated part.
 
-    With ``center=True`` the per-dimension mean (estimated on the first shard) is subtracted first, so
-    a unit "fires" when it is above (``n{d}+``) or below (``n{d}-``) its usual level.
+    With ``center=True`` the per-dimension mean (``mean``, default :func:`store_mean` over every
+    kept token of the store) is subtracted first, so a unit "fires" when it is above (``n{d}+``) or
+    below (``n{d}-``) its usual level. Holds every token's codes in memory; to score a whole atlas
+    stream :func:`neuron_units` through :func:`genosae.features.alignment.align_store` instead.
 
     Returns
     -------
     FeatureActs with ``kind="neuron"`` and ``2 * d_model`` columns ``n0+, n0-, n1+, ...``.
     """
-    mean = np.zeros(store.d_model, np.float32)
-    if center:
-        first = next(iter(store.iter_shards()), None)
-        if first is not None and len(first["acts"]):
-            mean = np.asarray(first["acts"], np.float32).mean(0)
-
-    def split(acts_BD: np.ndarray) -> np.ndarray:
-        x = acts_BD.astype(np.float32) - mean
-        out = np.empty((len(x), 2 * x.shape[1]), np.float32)
-        out[:, 0::2] = np.maximum(x, 0)
-        out[:, 1::2] = np.maximum(-x, 0)
-        return out
-
-    codes, tokens = _collect(store, split, batch_size=batch_size, max_tokens=max_tokens,
+    if center and mean is None:
+        mean = store_mean(store, exclude_special=exclude_special, max_tokens=max_tokens)
+    units = neuron_units(store.d_model, mean if center else None)
+    codes, tokens = _collect(store, units, batch_size=batch_size, max_tokens=max_tokens,
                              exclude_special=exclude_special)
-    names = [f"n{d}{s}" for d in range(store.d_model) for s in "+-"]
-    return FeatureActs(codes, tokens, names, "neuron", {"center": center})
+    return FeatureActs(codes, tokens, units.feature_names, "neuron", {"center": center})
 
 
 def random_direction_activations(
@@ -302,11 +448,14 @@ def random_direction_activations(
     batch_size: int = 4096,
     max_tokens: int | None = None,
     exclude_special: bool = True,
+    mean: np.ndarray | None = None,
 ) -> FeatureActs:
     """Baseline: projections on ``n`` random unit directions (seeded), positive part only.
 
-    Activations are centred on the first shard's mean before projecting, so each direction fires on
-    about half the tokens — the same footing as :func:`neuron_activations`.
+    Activations are centred on ``mean`` (default :func:`store_mean` over every kept token) before
+    projecting, so each direction fires on about half the tokens — the same footing as
+    :func:`neuron_activations`. Holds every token's codes in memory; see :func:`random_units` for
+    the streamed form.
 
     Returns
     -------
@@ -315,18 +464,12 @@ def random_direction_activations(
     if n < 1:
         msg = f"n must be a positive number of directions, got {n}"
         raise ValueError(msg)
-    rng = np.random.default_rng(seed)
-    dirs_DN = rng.standard_normal((store.d_model, n)).astype(np.float32)
-    dirs_DN /= np.linalg.norm(dirs_DN, axis=0, keepdims=True)
-    first = next(iter(store.iter_shards()), None)
-    mean = np.asarray(first["acts"], np.float32).mean(0) if first is not None and len(first["acts"]) else 0.0
-
-    def project(acts_BD: np.ndarray) -> np.ndarray:
-        return np.maximum((acts_BD.astype(np.float32) - mean) @ dirs_DN, 0)
-
-    codes, tokens = _collect(store, project, batch_size=batch_size, max_tokens=max_tokens,
+    if mean is None:
+        mean = store_mean(store, exclude_special=exclude_special, max_tokens=max_tokens)
+    units = random_units(store.d_model, n, seed, mean)
+    codes, tokens = _collect(store, units, batch_size=batch_size, max_tokens=max_tokens,
                              exclude_special=exclude_special)
-    return FeatureActs(codes, tokens, [f"r{i}" for i in range(n)], "random", {"seed": seed})
+    return FeatureActs(codes, tokens, units.feature_names, "random", {"seed": seed})
 
 
 WINDOW_FORMAT = "genosae-window-acts/1"

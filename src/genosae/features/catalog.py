@@ -20,10 +20,12 @@ from genosae.features.activations import FeatureActs
 from genosae.features.alignment import align_concepts, best_per_concept, best_per_feature
 
 __all__ = [
+    "MOTIF_LABEL_COLUMNS",
     "baseline_summary",
     "build_catalog",
     "feature_labels",
     "match_saes",
+    "motif_labels",
     "strand_alignment",
     "window_feature_matrix",
     "write_feature_anndata",
@@ -72,17 +74,94 @@ def _top_loci(acts: FeatureActs, n: int, genes: pd.DataFrame | None) -> pd.Serie
                                                                                       fill_value="")
 
 
+#: Motif columns of the catalogue (:func:`motif_labels` and :func:`~genosae.features.motifs.name_features`).
+MOTIF_LABEL_COLUMNS = ("motif_name_share", "motif_name_flagged", "motif_site_f1", "capture_motif",
+                       "capture_f1", "motif_label", "motif_label_source")
+
+
+def motif_labels(
+    names: pd.DataFrame | None,
+    capture: pd.DataFrame | None = None,
+    site_f1: pd.DataFrame | None = None,
+    *,
+    index: pd.Index,
+    min_f1: float = 0.5,
+    max_share: float = 0.05,
+    primary: str = "sae",
+) -> pd.DataFrame:
+    """Each feature's motif label from its Tomtom name and where it fires (FIMO site capture).
+
+    The rule: ``motif_label = X`` when the feature is *named* X (``motif_name``: Tomtom q, column
+    shuffles and the pseudo-feature null all passed, :func:`~genosae.features.motifs.name_features`)
+    — source ``"tomtom+sites"`` when its held-out site F1 for X is ≥ ``min_f1``, else ``"tomtom"``;
+    otherwise ``X`` when the feature is the calibration-chosen unit of the ``primary`` set for motif
+    X in the capture table and X is ``captured`` there (held-out site F1 ≥ ``min_f1`` and beats the
+    random directions by the margin) — source ``"sites"``; otherwise empty.
+
+    Returns
+    -------
+    DataFrame on ``index`` with :data:`MOTIF_LABEL_COLUMNS`: ``motif_name_share`` (share of all
+    features carrying this feature's motif name), ``motif_name_flagged`` (share > ``max_share``),
+    ``motif_site_f1`` (held-out site F1 for the named motif; NaN when unnamed or the motif has too
+    few sites), ``capture_motif``/``capture_f1`` (the captured motif this feature is chosen for, if
+    any), ``motif_label`` and ``motif_label_source``.
+    """
+    out = pd.DataFrame(index=index)
+    name = (names["motif_name"] if names is not None and "motif_name" in names else pd.Series(dtype=object))
+    name = name.reindex(index)
+    named = name.notna() & (name.astype(str) != "")
+    share = name[named].map(name[named].value_counts() / max(len(index), 1))
+    out["motif_name_share"] = share.reindex(index)
+    out["motif_name_flagged"] = out["motif_name_share"].fillna(0) > max_share
+    mid = names["motif_id"].reindex(index) if names is not None and "motif_id" in names else pd.Series(None, index=index)
+    f1 = np.full(len(index), np.nan)
+    if site_f1 is not None and len(site_f1):
+        stacked = site_f1.stack()
+        keys = list(zip(index, mid.to_numpy(), strict=True))
+        f1 = np.array([stacked.get(k, np.nan) if isinstance(k[1], str) else np.nan for k in keys], dtype=np.float64)
+    out["motif_site_f1"] = np.where(named.to_numpy(), f1, np.nan)
+    out["capture_motif"] = pd.Series(None, index=index, dtype=object)
+    out["capture_f1"] = np.nan
+    if capture is not None and len(capture) and f"{primary}_unit" in capture:
+        cap = capture[capture["captured"].astype(bool)].sort_values(f"{primary}_f1", ascending=False,
+                                                                     kind="mergesort")
+        cap = cap.drop_duplicates(f"{primary}_unit").set_index(f"{primary}_unit")
+        cap = cap[cap.index.isin(index)]
+        out.loc[cap.index, "capture_motif"] = cap["motif_name"].to_numpy()
+        out.loc[cap.index, "capture_f1"] = cap[f"{primary}_f1"].to_numpy()
+    by_sites = out["capture_motif"].notna() & ~named
+    both = named & (out["motif_site_f1"] >= min_f1)
+    out["motif_label"] = np.where(named, name.astype(object), np.where(by_sites, out["capture_motif"], ""))
+    out["motif_label_source"] = np.select([both, named, by_sites], ["tomtom+sites", "tomtom", "sites"], "")
+    return out
+
+
 def feature_labels(catalog: pd.DataFrame, *, fdr: float = 0.05, gc_corr: float = 0.5) -> pd.Series:
-    """Short labels: ``"tRNA (F1 0.82)"``, ``"motif REB1 (q 1e-04)"``, ``"GC-rich (composition)"``, ``"unassigned"``."""
+    """Short labels: ``"tRNA (F1 0.82)"``, ``"motif REB1 (Tomtom q 1e-04, sites F1 0.71)"``,
+    ``"GC-rich (composition)"``, ``"unassigned"`` (a captured concept wins over a motif label, which
+    wins over composition).
+
+    The motif part comes from ``motif_label`` (:func:`motif_labels`) only, never from the raw best
+    Tomtom match (``best_motif``/``motif_q``). ``fdr`` is kept for backward compatibility.
+    """
+    del fdr
     labels = pd.Series("unassigned", index=catalog.index, dtype=object)
     if "gc_corr" in catalog:
         gc = catalog["gc_corr"].abs() >= gc_corr
         rich = np.where(catalog["gc_corr"] > 0, "GC-rich (composition)", "AT-rich (composition)")
         labels[gc] = rich[gc.to_numpy()]
-    if "motif_q" in catalog:
-        mot = catalog["motif_q"] <= fdr
-        labels[mot] = ["motif " + str(n) + f" (q {q:.0e})"
-                       for n, q in zip(catalog.loc[mot, "best_motif"], catalog.loc[mot, "motif_q"], strict=True)]
+    if "motif_label" in catalog:
+        mot = catalog["motif_label"].fillna("").astype(str) != ""
+        for f in catalog.index[mot]:  # labelled features only
+            row = catalog.loc[f]
+            src = str(row.get("motif_label_source", ""))
+            why = []
+            if src.startswith("tomtom"):
+                why.append(f"Tomtom q {row['motif_q']:.0e}")
+            f1 = row.get("motif_site_f1") if src == "tomtom+sites" else row.get("capture_f1")
+            if "sites" in src and pd.notna(f1):
+                why.append(f"sites F1 {f1:.2f}")
+            labels[f] = f"motif {row['motif_label']} ({', '.join(why)})"
     cap = catalog["captured"].fillna(False).astype(bool)
     labels[cap] = [f"{c} (F1 {f:.2f})" for c, f in zip(catalog.loc[cap, "best_concept"], catalog.loc[cap, "f1"],
                                                           strict=True)]
@@ -93,7 +172,9 @@ def build_catalog(
     acts: FeatureActs,
     alignment: pd.DataFrame,
     *,
-    motif_matches: pd.DataFrame | None = None,
+    motif_names: pd.DataFrame | None = None,
+    motif_capture: pd.DataFrame | None = None,
+    motif_site_f1: pd.DataFrame | None = None,
     codon: pd.DataFrame | None = None,
     gc_content: np.ndarray | None = None,
     genes: pd.DataFrame | None = None,
@@ -101,6 +182,8 @@ def build_catalog(
     strand: pd.DataFrame | None = None,
     n_loci: int = 3,
     fdr: float = 0.05,
+    min_f1: float = 0.5,
+    max_motif_share: float = 0.05,
     quantiles: Sequence[float] = (0.5, 0.9, 0.99),
 ) -> pd.DataFrame:
     """One row per feature.
@@ -111,8 +194,13 @@ def build_catalog(
         The SAE's :class:`FeatureActs`.
     alignment
         :func:`~genosae.features.alignment.align_concepts` output for ``acts``.
-    motif_matches
-        :func:`~genosae.features.motifs.match_motifs` output (``feature`` = name).
+    motif_names
+        :func:`~genosae.features.motifs.name_features` output (indexed by feature name): the raw best
+        Tomtom match (``best_motif``, ``motif_q``, ...) and the null-controlled ``motif_name``.
+    motif_capture, motif_site_f1
+        :func:`~genosae.features.motif_capture.motif_capture` outputs; with ``motif_names`` they
+        decide ``motif_label`` (:func:`motif_labels`, threshold ``min_f1``; a name shared by more
+        than ``max_motif_share`` of the features is flagged).
     codon
         :func:`~genosae.features.motifs.codon_preference` output (indexed by feature name).
     gc_content
@@ -126,8 +214,11 @@ def build_catalog(
     Returns
     -------
     DataFrame indexed by ``feature`` with ``index, frequency, n_active, max_activation, q50, q90, q99,
-    best_concept, f1, precision, recall, mcc, trivial_f1, domain_recall, q, captured, n_captured``,
-    the motif columns, ``top_loci``, optional codon/replicate/strand columns and ``label``.
+    best_concept, threshold, f1_calibration, f1, precision, recall, mcc, trivial_f1, domain_recall, q,
+    captured, n_concept_candidates, n_captured`` (``best_concept`` chosen by calibration F1 among
+    ``n_concept_candidates`` concepts, the other metrics held-out),
+    the motif columns (:data:`~genosae.features.motifs.NAMING_COLUMNS` and :data:`MOTIF_LABEL_COLUMNS`),
+    ``top_loci``, optional codon/replicate/strand columns and ``label``.
     """
     codes = acts.codes.tocsr()
     n_active = np.diff(codes.tocsc().indptr)
@@ -142,16 +233,22 @@ def build_catalog(
     for j, q in enumerate(quantiles):
         cat[f"q{round(q * 100):d}"] = qv[:, j]
     best = best_per_feature(alignment, fdr=fdr)
-    cols = ["concept", "threshold", "f1", "precision", "recall", "mcc", "trivial_f1", "domain_recall", "q",
-            "captured"]
-    cat = cat.join(best[cols].rename(columns={"concept": "best_concept"}))
+    cols = ["concept", "threshold", "f1_calibration", "f1", "precision", "recall", "mcc", "trivial_f1",
+            "domain_recall", "q", "captured", "n_candidates"]
+    cat = cat.join(best[[c for c in cols if c in best]]
+                   .rename(columns={"concept": "best_concept", "n_candidates": "n_concept_candidates"}))
     cat["captured"] = cat["captured"].fillna(False).astype(bool)
     cat["n_captured"] = alignment.groupby("feature")["captured"].sum().reindex(cat.index, fill_value=0)
-    if motif_matches is not None and len(motif_matches):
-        cat = cat.join(motif_matches.set_index("feature").drop(columns=["pwm_width"], errors="ignore"))
-        cat = cat.rename(columns={"motif_name": "best_motif"})
-    else:
-        cat["best_motif"], cat["motif_q"] = None, np.nan
+    from genosae.features.motifs import NAMING_COLUMNS
+
+    naming_cols = [c for c in NAMING_COLUMNS if c != "feature"]
+    if motif_names is not None and len(motif_names):
+        cat = cat.join(motif_names[[c for c in naming_cols if c in motif_names]])
+    for c in naming_cols:
+        if c not in cat:
+            cat[c] = np.nan if c.endswith(("_p", "_q", "_ic")) else None
+    cat = cat.join(motif_labels(motif_names, motif_capture, motif_site_f1, index=cat.index, min_f1=min_f1,
+                                max_share=max_motif_share))
     if gc_content is not None:
         cat["gc_corr"] = _column_corr(codes, np.asarray(gc_content, dtype=np.float64))
     cat["top_loci"] = _top_loci(acts, n_loci, genes)
@@ -175,17 +272,24 @@ def _column_corr(codes: sp.csr_matrix, y: np.ndarray) -> np.ndarray:
 
 
 def baseline_summary(alignments: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per concept, the best held-out F1 of each feature set (``{"sae": ..., "neuron": ..., "random": ...}``).
+    """Per concept, each feature set's best unit under one rule (``{"sae": ..., "neuron": ..., "random": ...}``).
+
+    The unit (and its threshold) is chosen by calibration F1 and scored on the held-out windows, the
+    same rule for every set (:func:`~genosae.features.alignment.best_per_concept`); a set with more
+    candidates has more chances, so each set's candidate count is reported beside its F1.
 
     Returns
     -------
-    DataFrame indexed by concept with ``best_{set}_f1``, ``best_{set}_feature`` for each set and
-    ``prevalence`` / ``trivial_f1`` (from the first set).
+    DataFrame indexed by concept with ``prevalence`` / ``trivial_f1`` (held-out, from the first set)
+    and, for each set, ``best_{set}_f1`` (held-out), ``best_{set}_f1_calibration``,
+    ``best_{set}_feature`` and ``n_{set}_candidates`` (units compared).
     """
     out = None
     for name, a in alignments.items():
         b = best_per_concept(a)
-        part = b[["f1", "feature"]].rename(columns={"f1": f"best_{name}_f1", "feature": f"best_{name}_feature"})
+        part = b[["f1", "f1_calibration", "feature", "n_candidates"]].rename(columns={
+            "f1": f"best_{name}_f1", "f1_calibration": f"best_{name}_f1_calibration",
+            "feature": f"best_{name}_feature", "n_candidates": f"n_{name}_candidates"})
         if out is None:
             out = b[["prevalence", "trivial_f1"]].join(part)
         else:

@@ -81,14 +81,18 @@ def feature_page(
              f"<style>{_CSS}</style></head><body>",
              "<p><a href='index.html'>&larr; all features</a></p>",
              f"<h1>{html.escape(name)}: {html.escape(str(row.get('label', '')))}</h1>"]
-    keys = ["frequency", "max_activation", "best_concept", "f1", "mcc", "trivial_f1", "q", "best_motif",
-            "motif_q", "motif_strand", "frame_pref", "frame_share", "replicates", "top_loci"]
+    keys = ["frequency", "max_activation", "best_concept", "f1", "mcc", "trivial_f1", "q", "motif_label",
+            "motif_label_source", "motif_name", "motif_status", "motif_site_f1", "motif_name_flagged",
+            "best_motif", "motif_q", "motif_shuffle_p", "motif_null_p", "motif_strand", "motif_n_sites",
+            "motif_query_ic", "frame_pref", "frame_share", "replicates", "top_loci"]
     summary = pd.DataFrame({"field": [k for k in keys if k in row.index],
                             "value": [row[k] for k in keys if k in row.index]})
     parts.append(_table(summary))
     if logo_png is not None and Path(logo_png).is_file():
         b64 = base64.b64encode(Path(logo_png).read_bytes()).decode()
-        parts.append(f"<h2>Logo (top activations)</h2><img alt='logo' src='data:image/png;base64,{b64}'>")
+        parts.append("<h2>Logo (aligned peak sites)</h2><p class='muted'>best_motif is the raw best Tomtom "
+                     "match, not a name; motif_label is the name that passed its tests.</p>"
+                     f"<img alt='logo' src='data:image/png;base64,{b64}'>")
     parts.append("<h2>Top examples</h2><table><thead><tr><th>locus</th><th>activation</th><th>sequence</th>"
                  "</tr></thead><tbody>")
     for locus, seq, inten, act in examples:
@@ -167,7 +171,8 @@ def write_dashboards(
         with atomic_path(out_dir / f"feature_{name}.html") as tmp:
             tmp.write_text(page, encoding="utf-8")
     cols = [c for c in ["label", "frequency", "max_activation", "best_concept", "f1", "mcc", "trivial_f1", "q",
-                        "captured", "best_motif", "motif_q", "replicates"] if c in catalog.columns]
+                        "captured", "motif_label", "motif_label_source", "best_motif", "motif_q", "replicates"]
+            if c in catalog.columns]
     table = catalog[cols].reset_index().rename(columns={"index": "feature"})
     doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>genosae features</title>"
            f"<style>{_CSS}</style></head><body><h1>Feature catalogue</h1>"

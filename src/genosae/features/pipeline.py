@@ -2,8 +2,11 @@
 
 Outputs in ``out_dir`` (see docs/architecture.md, "Feature catalogue"): ``feature_catalog.csv``,
 ``feature_concepts.csv`` (rows with q ≤ fdr), ``alignment.parquet`` (every feature × concept),
-``baseline_summary.csv``, ``feature_acts.h5ad``, ``feature_acts/`` (sparse token activations),
-``logos/``, ``dashboards/index.html`` and ``features.json`` (parameters, counts, timings).
+``baseline_summary.csv``, ``motif_capture.csv`` (FIMO-site F1 per motif: SAE vs neurons vs random
+directions), ``motif_names.csv`` (features named per motif, flags), ``feature_acts.h5ad``,
+``feature_acts/`` (sparse token activations), ``logos/``, ``dashboards/index.html`` and
+``features.json`` (parameters, counts, timings, the calibration/held-out ``split``, the
+``n_candidates`` of each unit set, ``motif_naming`` with its null and ``motif_capture``).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,14 +23,16 @@ import numpy as np
 import pandas as pd
 
 from genosae._io import atomic_path, write_json, write_table
+from genosae.errors import InputError
 from genosae.features.activations import (
     FeatureActs,
+    calibration_windows,
     feature_activations,
-    neuron_activations,
-    random_direction_activations,
-    window_split,
+    neuron_units,
+    random_units,
+    store_mean,
 )
-from genosae.features.alignment import align_concepts, best_per_feature, token_concepts
+from genosae.features.alignment import align_concepts, align_store, best_per_feature, token_concepts
 from genosae.features.catalog import (
     baseline_summary,
     build_catalog,
@@ -35,17 +41,22 @@ from genosae.features.catalog import (
     write_feature_anndata,
 )
 from genosae.features.dashboards import write_dashboards
+from genosae.features.motif_capture import MOTIF_CAPTURE_COLUMNS, motif_capture, motif_sites
 from genosae.features.motifs import (
+    NamingParams,
+    background_composition,
     codon_preference,
     encode_sequences,
+    feature_queries,
     logo_pngs,
-    match_motifs,
+    name_features,
+    null_queries,
     pwm_from_sequences,
     site_sequences,
     top_sites,
 )
 
-__all__ = ["run_features", "token_gc"]
+__all__ = ["beats_control", "check_same_windows", "run_features", "token_gc"]
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +84,133 @@ def _align(acts: FeatureActs, concepts: pd.DataFrame, names: list[str], cal_w: n
     memb, inst, _ = token_concepts(acts.tokens, concepts, names)
     cal = cal_w[acts.tokens["window_index"].to_numpy()]
     a = align_concepts(acts.codes, memb, inst, calibration_mask=cal, concept_names=names,
-                       feature_names=acts.feature_names, **params)
+                       feature_names=acts.feature_names, window_index=acts.tokens["window_index"].to_numpy(),
+                       **params)
     return a, memb, inst, cal
+
+
+def _motif_names(
+    acts: FeatureActs,
+    store: Any,
+    windows: pd.DataFrame,
+    seqs: Sequence[str],
+    motifs: Sequence[Any] | None,
+    naming: NamingParams,
+    *,
+    n_null: int,
+    seed: int,
+    mean: np.ndarray,
+    batch_size: int,
+    max_tokens: int | None,
+    n_jobs: int,
+) -> tuple[pd.DataFrame | None, dict[str, Any], dict[str, np.ndarray]]:
+    """Null-controlled motif names of every feature (:func:`~genosae.features.motifs.name_features`)."""
+    background = background_composition(seqs)
+    queries, stats, pwms = feature_queries(acts, windows, seqs, background, naming)
+    if not motifs:
+        return None, {"background": background.round(4).tolist()}, pwms
+    nulls = null_queries(acts, windows, seqs, background, naming, n_pseudo=n_null, seed=seed + 101, store=store,
+                         directions=random_units(store.d_model, n_null, seed + 202, mean),
+                         batch_size=batch_size, max_tokens=max_tokens)
+    names, summary = name_features(queries, stats, motifs, nulls, params=naming, seed=seed, n_jobs=n_jobs)
+    summary["background"] = background.round(4).tolist()
+    return names, summary, pwms
+
+
+def check_same_windows(store: Any, other: Any) -> None:
+    """Refuse a second store (the control model's) that does not hold the same windows as ``store``."""
+    a, b = store.windows, other.windows
+    same = len(a) == len(b) and all(
+        (a[c].to_numpy() == b[c].to_numpy()).all() for c in ("chrom", "start", "end", "strand") if c in a and c in b)
+    if not same:
+        raise InputError("the control model's store does not hold the atlas windows of the trained model's store; "
+                         "embed the same windows table with `genosae embed --model <control>`", path=other.path)
+
+
+def beats_control(alignment: pd.DataFrame, control_best_f1: pd.Series, *, margin: float = 0.1) -> pd.DataFrame:
+    """Add ``control_f1`` (the control model's best held-out F1 for the concept, chosen on calibration
+    with the same rule) and keep ``captured`` only where ``f1 > control_f1 + margin``."""
+    out = alignment.copy()
+    out["control_f1"] = out["concept"].map(control_best_f1).astype(float)
+    beaten = (out["f1"] > out["control_f1"] + margin) | out["control_f1"].isna()
+    out["captured"] = out["captured"].astype(bool) & beaten
+    return out
+
+
+def _run_control(acts: FeatureActs, alignment: pd.DataFrame, store: Any, out_dir: str | os.PathLike[str] | None,
+                 *, seqs: Sequence[str] | None, motifs: Sequence[Any] | None, naming: NamingParams, n_null: int,
+                 seed: int, fdr: float, min_f1: float, batch_size: int, max_tokens: int | None, n_jobs: int
+                 ) -> dict[str, Any]:
+    """The control model's SAE through the same concept rule and motif naming; its catalogue in ``out_dir``."""
+    names, naming_summary = None, {}
+    if seqs is not None:
+        mean = store_mean(store, max_tokens=max_tokens)
+        names, naming_summary, _ = _motif_names(acts, store, store.windows, seqs, motifs, naming, n_null=n_null,
+                                                seed=seed, mean=mean, batch_size=batch_size,
+                                                max_tokens=max_tokens, n_jobs=n_jobs)
+    catalog = build_catalog(acts, alignment, motif_names=names, fdr=fdr, min_f1=min_f1,
+                            max_motif_share=naming.max_share)
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_table(catalog.reset_index(), out / "feature_catalog.csv")
+        with atomic_path(out / "alignment.parquet") as tmp:
+            alignment.to_parquet(tmp, index=False)
+    captured = catalog["captured"].astype(bool) if "captured" in catalog else pd.Series(dtype=bool)
+    return {"n_features": acts.n_features, "n_tokens": acts.n_tokens,
+            "n_captured_features": int(captured.sum()),
+            "captured_concepts": sorted(catalog.loc[captured, "best_concept"].dropna().astype(str).unique().tolist())
+            if "best_concept" in catalog else [],
+            "motif_naming": _naming_json(naming_summary, catalog),
+            "catalog": str(Path(out_dir) / "feature_catalog.csv") if out_dir is not None else None}
+
+
+def _motif_names_table(catalog: pd.DataFrame, capture: pd.DataFrame | None, max_share: float) -> pd.DataFrame:
+    """Per motif: features named (Tomtom + null), labelled, raw best matches, share, flag, site capture."""
+    n = max(len(catalog), 1)
+    cols = {"n_named": "motif_name", "n_labelled": "motif_label", "n_best_match": "best_motif"}
+    parts = []
+    for k, c in cols.items():
+        if c in catalog:
+            v = catalog[c].dropna().astype(str)
+            parts.append(v[v != ""].value_counts().rename(k))
+    if not parts:
+        return pd.DataFrame(columns=["motif", *cols, "named_share", "flagged"])
+    table = pd.concat(parts, axis=1).fillna(0).astype(np.int64)
+    for k in cols:
+        if k not in table:
+            table[k] = 0
+    table["named_share"] = table["n_named"] / n
+    table["flagged"] = table["named_share"] > max_share
+    if capture is not None and len(capture):
+        cap = capture.drop_duplicates("motif_name").set_index("motif_name")
+        table = table.join(cap[["captured", "sae_f1", "sae_unit"]].rename(
+            columns={"captured": "sites_captured", "sae_f1": "sites_f1", "sae_unit": "sites_feature"}), how="outer")
+        table[list(cols)] = table[list(cols)].fillna(0).astype(np.int64)
+        table["named_share"] = table["n_named"] / n
+        table["flagged"] = table["named_share"] > max_share
+    table.index.name = "motif"
+    return table.sort_values(["n_named", "n_labelled", "n_best_match"], ascending=False, kind="mergesort").reset_index()
+
+
+def _naming_json(summary: dict[str, Any], catalog: pd.DataFrame) -> dict[str, Any]:
+    """``features.json["motif_naming"]``: names vs the null's expected false names, labels, flags."""
+    out = dict(summary)
+    if "motif_label_source" in catalog:
+        src = catalog["motif_label_source"].fillna("").astype(str)
+        out["n_labelled"] = int((src != "").sum())
+        out["label_sources"] = {str(k): int(v) for k, v in src[src != ""].value_counts().items()}
+    return out
+
+
+def _capture_json(capture: pd.DataFrame | None, sets: list[str], min_f1: float) -> dict[str, Any]:
+    """``features.json["motif_capture"]``: motifs scored and captured, per unit set its candidates and F1."""
+    if capture is None or capture.empty:
+        return {"n_motifs": 0, "n_captured": 0, "sets": sets}
+    return {"n_motifs": len(capture), "n_captured": int(capture["captured"].sum()), "sets": sets,
+            "n_units": {s: int(capture[f"{s}_n_units"].iloc[0]) for s in sets},
+            "median_f1": {s: float(capture[f"{s}_f1"].median()) for s in sets},
+            "min_f1": min_f1, "n_f1_above_min": {s: int((capture[f"{s}_f1"] >= min_f1).sum()) for s in sets}}
 
 
 def run_features(
@@ -93,7 +229,8 @@ def run_features(
     top_examples: int = 10,
     flank: int = 10,
     seed: int = 0,
-    baseline_tokens: int | None = 200_000,
+    holdout_chroms: Sequence[str] = (),
+    baseline_tokens: int | None = None,
     n_random: int | None = None,
     max_tokens: int | None = None,
     batch_size: int = 4096,
@@ -102,6 +239,13 @@ def run_features(
     n_jobs: int = 1,
     progress: bool = True,
     config: dict | None = None,
+    naming: NamingParams | None = None,
+    n_null: int = 1000,
+    capture_min_sites: int = 10,
+    control_store: Any | None = None,
+    control_sae: Any | None = None,
+    control_out: str | os.PathLike[str] | None = None,
+    control_margin: float = 0.1,
 ) -> dict[str, Path]:
     """Run the features step and write its outputs into ``out_dir``.
 
@@ -117,12 +261,31 @@ def run_features(
         Callable giving the sequences of a windows table (needed for logos, motifs and GC).
     thresholds, min_f1, fdr, top_examples
         The ``features`` config section.
+    holdout_chroms
+        Held-out chromosomes (``atlas.holdout_chroms``): their windows are the held-out half on which
+        every metric is reported, all other windows calibrate (thresholds, best feature per concept,
+        best concept per feature). Without windows on both sides (or with no ``holdout_chroms``) a
+        seeded random half of the windows calibrates; ``features.json`` records the rule (``split``).
     baseline_tokens
-        Neuron/random-direction baselines (and the SAE row of the summary) use the first this many
-        tokens of the store (the dense baselines would not fit otherwise); ``None`` = all.
+        No longer used: the neuron and random-direction baselines stream over every token of the
+        store (the same tokens as the SAE). A value other than ``None`` warns.
     max_logos, n_jobs
         Logos drawn (the features with the best concept F1, then the most frequent) and the
         processes drawing them.
+    naming, n_null
+        Motif naming parameters (:class:`~genosae.features.motifs.NamingParams`, the
+        ``features.motif_*`` config keys) and the pseudo-features of each null (random sites, random
+        directions) run beside it.
+    capture_min_sites
+        Motif capture scores a motif with ≥ this many FIMO sites in each half (``motif_capture.csv``).
+    control_store, control_sae, control_out
+        The control model (the same architecture randomly initialised, :mod:`genosae.model.control`):
+        its activation store of the *same* windows and the SAE trained on it. Its features are aligned,
+        motif-captured and named with the same rules, side by side (``control`` columns of
+        ``baseline_summary.csv`` and ``motif_capture.csv``, ``features.json["control"]``; its own
+        catalogue in ``control_out``). A concept then counts as captured only when the feature's
+        held-out F1 beats the control's best by more than ``control_margin``, and a motif only when the
+        SAE beats the control (a null set of motif capture).
 
     Returns
     -------
@@ -138,40 +301,66 @@ def run_features(
         log.info("features: %s done in %.1fs", name, timings[name])
         return time.perf_counter()
 
+    if baseline_tokens is not None:
+        warnings.warn("run_features(baseline_tokens=...) is no longer used: the baselines stream over every "
+                      "token of the store", DeprecationWarning, stacklevel=2)
     windows = store.windows
     names = sorted(concepts["concept"].unique())
     params = dict(thresholds=tuple(thresholds), min_f1=min_f1, fdr=fdr)
-    cal_w = window_split(len(windows), seed=seed)
 
     t = time.perf_counter()
     acts = feature_activations(sae, store, batch_size=batch_size, max_tokens=max_tokens)
-    acts.meta.update({"calibration_seed": seed})
+    present = np.bincount(acts.tokens["window_index"].to_numpy(np.int64), minlength=len(windows)) > 0
+    cal_w, split_rule = calibration_windows(windows, holdout_chroms=holdout_chroms, seed=seed, present=present)
+    if len(holdout_chroms) and split_rule == "random":
+        log.warning("features: no scored windows on both sides of holdout_chroms %s; a seeded random half "
+                    "of the windows calibrates instead", list(holdout_chroms))
+    split = {"rule": split_rule, "holdout_chroms": [str(c) for c in holdout_chroms], "seed": seed,
+             "n_calibration_windows": int((cal_w & present).sum()),
+             "n_heldout_windows": int((~cal_w & present).sum())}
+    acts.meta.update({"calibration_seed": seed, "split": split_rule})
     t = tick("activations", t)
     alignment, memb, _inst, cal = _align(acts, concepts, names, cal_w, params)
     t = tick("alignment", t)
 
-    # baselines on the first `baseline_tokens` tokens, SAE rescored on the same tokens
-    n_base = acts.n_tokens if baseline_tokens is None else min(baseline_tokens, acts.n_tokens)
-    base_sets = {"sae": acts.subset_tokens(np.arange(acts.n_tokens) < n_base),
-                 "neuron": neuron_activations(store, batch_size=batch_size, max_tokens=n_base),
-                 "random": random_direction_activations(store, n_random or acts.n_features, seed,
-                                                        batch_size=batch_size, max_tokens=n_base)}
-    summary = baseline_summary({k: _align(v, concepts, names, cal_w, params)[0] for k, v in base_sets.items()})
-    summary.insert(0, "baseline_tokens", n_base)
+    # baselines: every token of the store (streamed, flat memory), the same split and selection rule
+    mean = store_mean(store, max_tokens=max_tokens)
+    units = {"neuron": neuron_units(store.d_model, mean),
+             "random": random_units(store.d_model, n_random or acts.n_features, seed, mean)}
+    base = align_store(store, units, concepts, concept_names=names, calibration_windows=cal_w,
+                       batch_size=batch_size, max_tokens=max_tokens, **params)
+    n_candidates = {"sae": acts.n_features, **{k: u.n_features for k, u in units.items()}}
+    control_acts = control_alignment = None
+    if control_store is not None:
+        if control_sae is None:
+            raise ValueError("control_store needs control_sae (the SAE trained on the control model)")
+        check_same_windows(store, control_store)
+        control_acts = feature_activations(control_sae, control_store, batch_size=batch_size, max_tokens=max_tokens)
+        control_alignment = _align(control_acts, concepts, names, cal_w, params)[0]
+        base = {"control": control_alignment, **base}
+        n_candidates["control"] = control_acts.n_features
+    summary = baseline_summary({"sae": alignment, **base})
+    if control_alignment is not None:
+        alignment = beats_control(alignment, summary["best_control_f1"], margin=control_margin)
     t = tick("baselines", t)
 
     seqs = window_sequences(windows) if window_sequences is not None else None
-    sites = top_sites(acts, n_top=top_examples)
+    naming = naming or NamingParams()
+    sites = top_sites(acts, n_top=top_examples)  # the dashboards' examples
     site_codes = None
-    motif_df = None
+    motif_names = None
+    naming_summary: dict[str, Any] = {}
     logos: dict[str, Path] = {}
     gc = None
-    if seqs is not None and len(sites):
-        site_codes = site_sequences(sites, windows, seqs, flank=flank)
-        f_of = sites["feature"].to_numpy()
-        pwms = {acts.feature_names[int(f)]: pwm_from_sequences(site_codes[f_of == f]) for f in np.unique(f_of)}
-        if motifs:
-            motif_df = match_motifs(pwms, motifs)
+    if seqs is not None:
+        motif_names, naming_summary, pwms = _motif_names(
+            acts, store, windows, seqs, motifs, naming, n_null=n_null, seed=seed, mean=mean,
+            batch_size=batch_size, max_tokens=max_tokens, n_jobs=n_jobs)
+        if len(sites):
+            site_codes = site_sequences(sites, windows, seqs, flank=flank)
+            f_of = sites["feature"].to_numpy()
+            for f in np.unique(f_of):  # features with too few sites for an aligned PWM: top examples
+                pwms.setdefault(acts.feature_names[int(f)], pwm_from_sequences(site_codes[f_of == f]))
         if make_logos:
             # logomaker draws ~6 logos/s per core: draw the features most worth looking at first
             # (best held-out concept F1, then frequency); the others keep their PWM consensus
@@ -184,6 +373,24 @@ def run_features(
         gc = token_gc(acts.tokens, windows, seqs)
     t = tick("motifs", t)
 
+    # motif capture: FIMO sites of every motif vs SAE features, neurons and random directions
+    msites = motif_sites(concepts)
+    capture, site_f1 = None, None
+    capture_sets = {"sae": acts, **({"control": control_acts} if control_acts is not None else {}), **units}
+    if len(msites):
+        capture, site_f1 = motif_capture(capture_sets, msites, cal_w & present, ~cal_w & present,
+                                         store=store, thresholds=thresholds, min_sites=capture_min_sites,
+                                         min_f1=min_f1, batch_size=batch_size, max_tokens=max_tokens,
+                                         null_sets=("random", "control"))
+    t = tick("motif_capture", t)
+
+    control_json: dict[str, Any] = {}
+    if control_acts is not None:
+        control_json = _run_control(control_acts, control_alignment, control_store, control_out, seqs=seqs,
+                                    motifs=motifs, naming=naming, n_null=n_null, seed=seed, fdr=fdr,
+                                    min_f1=min_f1, batch_size=batch_size, max_tokens=max_tokens, n_jobs=n_jobs)
+        t = tick("control", t)
+
     codon = codon_preference(acts.codes, memb, names, feature_names=acts.feature_names)
     best = best_per_feature(alignment, fdr=fdr)
     captured_concept = best["concept"].where(best["captured"])
@@ -191,7 +398,8 @@ def run_features(
     if sae_replicate is not None:
         acts_b = feature_activations(sae_replicate, store, batch_size=batch_size, max_tokens=max_tokens)
         align_b = align_concepts(acts_b.codes, memb, None, calibration_mask=cal, concept_names=names,
-                                 feature_names=acts_b.feature_names, **params)
+                                 feature_names=acts_b.feature_names,
+                                 window_index=acts_b.tokens["window_index"].to_numpy(), **params)
         best_b = best_per_feature(align_b, fdr=fdr)
         replicates = match_saes(sae, sae_replicate, best_concept_a=captured_concept,
                                 best_concept_b=best_b["concept"].where(best_b["captured"]))
@@ -199,8 +407,10 @@ def run_features(
                               feature_names=acts.feature_names, thresholds=thresholds)
     t = tick("replicates_strand", t)
 
-    catalog = build_catalog(acts, alignment, motif_matches=motif_df, codon=codon, gc_content=gc, genes=genes,
-                            replicates=replicates, strand=strand, fdr=fdr)
+    catalog = build_catalog(acts, alignment, motif_names=motif_names, motif_capture=capture,
+                            motif_site_f1=site_f1, codon=codon, gc_content=gc, genes=genes,
+                            replicates=replicates, strand=strand, fdr=fdr, min_f1=min_f1,
+                            max_motif_share=naming.max_share)
     paths = {
         "feature_catalog": out / "feature_catalog.csv",
         "feature_concepts": out / "feature_concepts.csv",
@@ -210,12 +420,18 @@ def run_features(
         "feature_acts": out / "feature_acts",
         "dashboards": out / "dashboards" / "index.html",
         "summary": out / "features.json",
+        "motif_names": out / "motif_names.csv",
+        "motif_capture": out / "motif_capture.csv",
     }
     write_table(catalog.reset_index(), paths["feature_catalog"])
     write_table(alignment[alignment["q"] <= fdr].sort_values(["feature", "q"]), paths["feature_concepts"])
     with atomic_path(paths["alignment"]) as tmp:
         alignment.to_parquet(tmp, index=False)
     write_table(summary.reset_index(), paths["baseline_summary"])
+    names_table = _motif_names_table(catalog, capture, naming.max_share)
+    write_table(names_table, paths["motif_names"])
+    write_table(capture if capture is not None else pd.DataFrame(columns=list(MOTIF_CAPTURE_COLUMNS)),
+                paths["motif_capture"])
     acts.save(paths["feature_acts"])
     write_feature_anndata(acts, windows, catalog, paths["feature_acts_h5ad"],
                           uns={"config": config or {}, "thresholds": list(thresholds), "fdr": fdr})
@@ -227,5 +443,9 @@ def run_features(
                 "n_captured_features": int(catalog["captured"].sum()),
                 "n_significant_pairs": int((alignment["q"] <= fdr).sum()),
                 "thresholds": list(thresholds), "fdr": fdr, "min_f1": min_f1, "seed": seed,
+                "split": split, "n_candidates": n_candidates,
+                "motif_naming": _naming_json(naming_summary, catalog),
+                "motif_capture": _capture_json(capture, list(capture_sets), min_f1),
+                "control": control_json,
                 "timings_s": timings}, paths["summary"])
     return paths

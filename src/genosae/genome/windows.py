@@ -68,8 +68,11 @@ def atlas_windows(chrom_sizes: Mapping[str, int], *, n_windows: int, size: int,
                   exclude_chroms: Sequence[str] = (), seed: int = 0) -> pd.DataFrame:
     """A random, non-overlapping, genome-wide sample of ``n_windows`` windows, sorted by position.
 
-    Each chromosome is cut into ``size`` slots on a grid with a random offset; slots are drawn
-    uniformly without replacement, so chromosomes are sampled in proportion to their length.
+    Stratified by chromosome: each chromosome is cut into ``size`` slots on a grid with a random
+    offset and gets its share of ``n_windows`` in proportion to its number of slots (largest
+    remainder: ``floor`` or ``ceil`` of ``n_windows × slots / total``), drawn uniformly without
+    replacement among its slots. Every chromosome whose share is at least one is therefore sampled,
+    whatever the seed (a plain uniform draw over all slots leaves small chromosomes out by chance).
     """
     rng = np.random.default_rng(seed)
     chroms = [c for c in chrom_sizes if c not in set(exclude_chroms)]
@@ -77,17 +80,24 @@ def atlas_windows(chrom_sizes: Mapping[str, int], *, n_windows: int, size: int,
     if unknown:
         raise InputError(f"excluded chromosome(s) {sorted(unknown)} not in the reference",
                          record="atlas.holdout_chroms")
-    offsets = np.array([rng.integers(0, max(1, min(size, chrom_sizes[c] - size + 1))) for c in chroms])
-    n_slots = np.array([max(0, (chrom_sizes[c] - o) // size) for c, o in zip(chroms, offsets)])
+    offsets = np.array([rng.integers(0, max(1, min(size, chrom_sizes[c] - size + 1))) for c in chroms],
+                       dtype=np.int64)
+    n_slots = np.array([max(0, (chrom_sizes[c] - o) // size) for c, o in zip(chroms, offsets)], dtype=np.int64)
     total = int(n_slots.sum())
     if n_windows > total:
         raise InputError(f"asked for {n_windows} windows of {size} bp but the genome holds only {total}",
                          record="atlas.n_windows")
-    pick = np.sort(rng.choice(total, size=n_windows, replace=False))
-    ci = np.searchsorted(np.cumsum(n_slots), pick, side="right")
-    slot = pick - (np.cumsum(n_slots) - n_slots)[ci]
+    quota = n_windows * n_slots / max(total, 1)
+    take = np.floor(quota).astype(np.int64)
+    left = n_windows - int(take.sum())
+    if left:  # largest remainders first; ties in chromosome order
+        frac = np.where(take < n_slots, quota - take, -1.0)
+        take[np.argsort(-frac, kind="stable")[:left]] += 1
+    ci = np.repeat(np.arange(len(chroms)), take)
+    slot = np.concatenate([np.sort(rng.choice(n, size=k, replace=False)) for n, k in zip(n_slots, take)]
+                          ) if len(chroms) else np.zeros(0, np.int64)
     chrom = np.array(chroms, dtype=object)[ci]
-    start = offsets[ci] + slot * size
+    start = offsets[ci] + slot.astype(np.int64) * size
     out = pd.DataFrame({"chrom": chrom, "start": start.astype(np.int64),
                         "end": (start + size).astype(np.int64), "strand": "+", "region_id": "atlas"})
     out.insert(0, "window_id", "atlas:" + out["chrom"] + ":" + out["start"].astype(str) + "-" +

@@ -1,4 +1,4 @@
-"""Model subcommands: ``embed`` (windows -> activation store) and ``merge-store``."""
+"""Model subcommands: ``embed`` (windows -> activation store), ``merge-store`` and ``control-model``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reference-dir", required=True, help="prepared reference folder (holds genome.fa)")
     p.add_argument("--out", required=True, help="activation store folder (resumed if present)")
     p.add_argument("--part", default=None, help="i/n: write only part i (0-based) of n, for parallel jobs")
+    p.add_argument("--model", default=None,
+                   help="model folder to embed with instead of the config's model.path (e.g. the control model)")
     p.add_argument("--windows-per-shard", type=int, default=64)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_embed)
@@ -23,6 +25,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--parts", nargs="+", required=True, help="part store folders")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_merge)
+
+    p = sub.add_parser("control-model", help="save a randomly initialised copy of the config's model (the "
+                                             "untrained-architecture control)")
+    p.add_argument("--config", required=True, help="YAML config (model section)")
+    p.add_argument("--out", required=True, help="folder for the control model")
+    p.add_argument("--seed", type=int, default=None, help="initialisation seed (default: control_model.seed)")
+    p.set_defaults(func=_control_model)
 
 
 def parse_part(text: str | None) -> tuple[int, int] | None:
@@ -65,7 +74,11 @@ def _embed(args: argparse.Namespace) -> int:
     if not Path(args.windows).is_file():
         raise InputError("windows table not found", path=args.windows)
     windows = read_windows_table(args.windows)
-    adapter = load_model(m["path"], revision=m["revision"], layer=m["layer"], device=m["device"],
+    model_path = args.model or m["path"]
+    if args.model and not Path(args.model).is_dir():
+        raise InputError("--model must be a model folder", path=args.model)
+    adapter = load_model(model_path, revision=None if args.model else m["revision"], layer=m["layer"],
+                         device=m["device"],
                          dtype=m["dtype"], local_files_only=m["local_files_only"],
                          trust_remote_code=m["trust_remote_code"], batch_size=m["batch_size"])
     try:
@@ -87,4 +100,17 @@ def _merge(args: argparse.Namespace) -> int:
 
     store = merge_stores(args.parts, args.out)
     print(f"{store.path}: {store.n_tokens} tokens from {len(args.parts)} parts")
+    return 0
+
+
+def _control_model(args: argparse.Namespace) -> int:
+    from genosae.config import load_config
+    from genosae.model.control import random_init_model
+
+    config = load_config(args.config, check_files=False)
+    m = config["model"]
+    seed = config["control_model"]["seed"] if args.seed is None else args.seed
+    out = random_init_model(m["path"], args.out, seed=seed, revision=m["revision"],
+                            local_files_only=m["local_files_only"], trust_remote_code=m["trust_remote_code"])
+    print(f"{out}: randomly initialised {m['path']} (seed {seed})")
     return 0
