@@ -175,7 +175,7 @@ def pipeline_one(seed: int, fraction: float, args: argparse.Namespace, ctx: dict
     all_planted = top3.groupby("feature")["hit"].all()
     recall_sae = float(top5["feature"].map(all_planted).fillna(False).any())
     motif_id = resolve_motif(args.motif)[1].split()[-1]
-    motif5 = top5["best_motif"].astype(str).eq(motif_id) & (top5["motif_score"] <= ALPHA)
+    motif5 = top5["best_motif"].astype(str).eq(motif_id) & (top5["motif_q"] <= ALPHA)
     km = run.baselines.set_index("method")
     kmer_table = run.extra[f"kmer_k{args.k}_table"]  # the baseline run_biomarkers already ran
     top_k = kmer_table.head(5)

@@ -14,6 +14,11 @@ def _clearly_captured(summary: pd.DataFrame, col: str, f1: float, margin: float 
     return (summary[col] >= f1) & (summary[col] > summary["trivial_f1"] + margin)
 
 
+def _text(value: object) -> str:
+    """A table cell as text; empty for a missing value (NaN from an empty CSV cell)."""
+    return value if isinstance(value, str) else ""
+
+
 def _first_item(text: object) -> str:
     """First entry of a ``; ``-separated cell (empty for a missing value)."""
     return text.split(";")[0] if isinstance(text, str) else ""
@@ -58,11 +63,14 @@ def summarize_run(results: str | Path, *, motif_q: float = 0.05) -> str:
         lines += [f"### Biomarkers: {design_dir.name}", "",
                   f"{int((bio['q'] <= 0.05).sum())} features with q ≤ 0.05 "
                   f"({int((bio['q_adjusted'] <= 0.05).sum())} after covariate adjustment) of {len(bio)}.", "",
-                  "| rank | feature | label | direction | AUROC | q | best concept (F1) | best motif | top locus |", "|---|---|---|---|---|---|---|---|---|"]
+                  "Concept and motif names only where they passed their test in the catalogue (— = none).", "",
+                  "| rank | feature | label | direction | AUROC | q | captured concept (F1) | named motif (q) | top locus |", "|---|---|---|---|---|---|---|---|---|"]
         for r in bio.head(5).itertuples():
             locus = _first_item(r.top_loci)
-            lines.append(f"| {r.rank} | {r.feature} | {r.label} | {r.direction} | {r.auroc:.3f} | {r.q:.2g} | "
-                         f"{r.best_concept} ({r.concept_f1:.2f}) | {r.best_motif} | {locus} |")
+            concept = (f"{r.best_concept} ({r.concept_f1:.2f})" if _text(r.best_concept) else "—")
+            motif = f"{r.best_motif} (q {r.motif_q:.1g})" if _text(r.best_motif) else "—"
+            lines.append(f"| {r.rank} | {r.feature} | {_text(r.label)} | {r.direction} | {r.auroc:.3f} | "
+                         f"{r.q:.2g} | {concept} | {motif} | {locus} |")
         loc_path = design_dir / "locus_summary.csv"
         if loc_path.exists():
             loc = pd.read_csv(loc_path)
@@ -87,7 +95,14 @@ def summarize_run(results: str | Path, *, motif_q: float = 0.05) -> str:
         cal = design_dir / "calibration.json"
         if cal.exists():
             c = json.loads(cal.read_text())
-            lines += ["", f"Permutation calibration: observed FPR {c['observed_fpr']:.4f} at α = {c['alpha']} "
-                      f"over {c['n_permutations']} permutations."]
+            if "familywise_rate" in c:
+                lines += ["", f"Permutation calibration: {c['n_permutations_with_rejection']} of "
+                          f"{c['n_permutations']} permuted labellings had any feature at BH q ≤ {c['alpha']} "
+                          f"(family-wise rate {c['familywise_rate']:.3f}, 95 % CI {c['familywise_ci_low']:.3f}–"
+                          f"{c['familywise_ci_high']:.3f}; BH keeps it ≤ α under the complete null); "
+                          f"{c['mean_rejections']:.3g} features rejected per permutation on average."]
+            else:
+                lines += ["", "Permutation calibration: calibration.json predates the family-wise figure; "
+                          "re-run `genosae biomarkers`."]
         lines.append("")
     return "\n".join(lines)

@@ -64,3 +64,26 @@ def test_linear_probe_and_store_embeddings(tmp_path):
     x[y == 1, 2] += 4
     assert linear_probe(x, y, folds=4).auroc > 0.85
     assert linear_probe(rng.normal(size=(40, 8)), y, folds=4).auroc < 0.8
+
+
+def test_unit_kmers_count_each_reference_kmer_once():
+    from genosae.biomarkers.baselines import unit_sequences
+    from genosae.genome.reference import reverse_complement
+
+    rng = np.random.default_rng(1)
+    ref = "".join(rng.choice(list("ACGT"), 40))
+    starts = np.array([0, 10, 20, 30])  # 20-bp windows every 10 bp, the last one clipped at 40
+    ends = np.minimum(starts + 20, 40)
+    rows = []
+    for sample, strand in (("s1", "+"), ("s2", "-")):
+        for s, e in zip(starts, ends):
+            seq = ref[s:e] if strand == "+" else reverse_complement(ref[s:e])
+            rows.append((sample, "R", "chrI", s, e, strand, seq))
+    w = pd.DataFrame(rows, columns=["sample_id", "region_id", "chrom", "start", "end", "strand",
+                                    "sequence"])
+    seqs = unit_sequences(w, w["sequence"].tolist(), pd.Index(["s2", "s1"]), "sample_id")
+    assert seqs == [reverse_complement(ref), ref]
+    np.testing.assert_array_equal(kmer_counts(seqs[1:], 3)[0], kmer_counts([ref], 3)[0])
+    assert kmer_counts(seqs[1:], 3).sum() == 38  # not 4 windows' 18 + 18 + 18 + 8 = 62
+    with pytest.raises(InputError, match="no windows"):
+        unit_sequences(w, w["sequence"].tolist(), pd.Index(["s3"]), "sample_id")

@@ -73,9 +73,17 @@ def test_locus_variants_forward_coordinates_and_frequencies():
     assert got == {("R1", 103, "G", "T"): (1.0, 0.0), ("R1", 110, "C", "A"): (0.0, 0.5),
                    ("R2", 510, "C", "G"): (0.5, 0.0)}
     assert v.attrs["n_indel_windows"] == 1  # s2's R2 haplotype has a deletion
-    labels = variant_labels(v)
-    assert labels["R1"] == "chrI:103 G>T (case 1.0 / control 0.0)"
-    assert "R1" in labels and "110" not in labels["R1"]  # control-enriched variants are not listed
+    # two against two: even 2/2 carriers vs 0/2 has Fisher p = 1/3, so nothing is case-enriched
+    for r in v.itertuples():
+        table = [[r.carriers_case, 2 - r.carriers_case], [r.carriers_control, 2 - r.carriers_control]]
+        assert r.p == pytest.approx(sst.fisher_exact(table).pvalue)
+    np.testing.assert_allclose(v["q"], sst.false_discovery_control(v["p"]))
+    assert not v["case_enriched"].any() and variant_labels(v).empty
+    # at α = 1 every variant more frequent in cases passes; a control-enriched one never does
+    loose = locus_variants(_windows(), alpha=1.0)
+    enriched = loose.loc[loose["case_enriched"], ["region_id", "pos"]].apply(tuple, axis=1).tolist()
+    assert sorted(enriched) == [("R1", 103), ("R2", 510)]
+    assert variant_labels(loose)["R1"] == "chrI:103 G>T (case 1.0 / control 0.0)"
     with pytest.raises(InputError, match="__reference__"):
         locus_variants(_windows().query("sample_id != '__reference__'"))
 
@@ -161,6 +169,33 @@ def test_vcf_locus_variants_indels_and_multiallelic(make_fasta, tmp_path):
                    ("R1", 21, rows[1][2], rows[1][3]): (0.5, 1.0),
                    ("R1", 31, rows[2][2], alts31[0]): (0.5, 0.0),
                    ("R1", 31, rows[2][2], alts31[1]): (0.5, 0.0)}
-    assert variant_labels(v)["R1"].startswith("chr1:11 ") or variant_labels(v)["R1"].startswith("chr1:31 ")
+    for r in v.itertuples():  # 2 cases, 1 control
+        table = [[r.carriers_case, 2 - r.carriers_case], [r.carriers_control, 1 - r.carriers_control]]
+        assert r.p == pytest.approx(sst.fisher_exact(table).pvalue)
+    assert not v["case_enriched"].any() and variant_labels(v).empty
     with pytest.raises(InputError, match="not in the VCF"):
         vcf_locus_variants(sheet.assign(sample_id=["S1", "X", "C1"]), regions, ref)
+
+
+def test_case_enriched_variants_pass_a_fisher_test():
+    from genosae.biomarkers.loci import _carrier_table, carrier_fisher_p
+
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 13, 200), rng.integers(0, 9, 200)
+    p = carrier_fisher_p(a, b, 12, 8)
+    for i in range(0, 200, 9):
+        assert p[i] == pytest.approx(sst.fisher_exact([[a[i], 12 - a[i]], [b[i], 8 - b[i]]]).pvalue, rel=1e-9)
+    # 10 cases / 10 controls: 8/10 vs 0/10 carriers passes, 3/10 vs 0/10 (the larger frequency
+    # difference a label without a test would still list) does not
+    calls = []
+    for rid, pos, n_case, n_ctrl in (("A", 5, 8, 0), ("A", 9, 3, 0), ("B", 7, 0, 6), ("B", 8, 5, 5)):
+        calls += [(f"case{i}", "case", rid, "chrI", pos, "A", "C") for i in range(n_case)]
+        calls += [(f"ctrl{i}", "control", rid, "chrI", pos, "A", "C") for i in range(n_ctrl)]
+    calls = pd.DataFrame(calls, columns=["sample_id", "condition", "region_id", "chrom", "pos", "ref", "alt"])
+    t = _carrier_table(calls, "case", "control", 10, 10).set_index(["region_id", "pos"])
+    assert t.loc[("A", 5), "case_enriched"] and t.loc[("A", 5), "q"] <= 0.05
+    assert not t.loc[("A", 9), "case_enriched"] and t.loc[("A", 9), "freq_diff"] == 0.3
+    assert not t.loc[("B", 7), "case_enriched"]  # significant, but enriched in controls
+    assert t.loc[("B", 7), "q"] <= 0.05 and t.loc[("B", 8), "p"] == pytest.approx(1.0)
+    np.testing.assert_allclose(t["q"], sst.false_discovery_control(t["p"]))
+    assert variant_labels(t.reset_index()).to_dict() == {"A": "chrI:5 A>C (case 0.8 / control 0.0)"}

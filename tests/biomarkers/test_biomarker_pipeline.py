@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from genosae.biomarkers import region_profiles, run_biomarkers, synthetic_activations, write_run
 
@@ -29,10 +30,31 @@ def test_cohort_recovers_planted_feature_and_loci(cohort, tmp_path):
     assert run.design_summary["covariates_used"] == ["age"]
     assert set(run.baselines["method"]) == {"sae_features", "kmer_k3", "linear_probe_l2",
                                            "linear_probe_l1"}
-    assert run.permutation.observed_fpr <= 0.05
+    # calibration: under permuted labels the planted feature is null too; the figure written is
+    # the share of permutations with any BH rejection, with its interval, and it is consistent
+    perm = run.permutation
+    assert perm.n_tested == 24 and perm.rejections.shape == (50,)
+    assert perm.familywise_ci[0] <= 0.05  # calibrated: not clearly above α
+    assert perm.mean_rejections < (run.stats["q"] <= 0.05).sum()  # the real labels find more
     paths = write_run(run, tmp_path / "out")
-    assert all(p.exists() for p in paths.values())
-    assert json.loads(paths["calibration"].read_text())["n_permutations"] == 50
+    assert all(p.stat().st_size > 0 for p in paths.values())
+    cal = json.loads(paths["calibration"].read_text())
+    assert cal["n_permutations"] == 50 and "observed_fpr" not in cal
+    rej = np.array(cal["rejections_per_permutation"])
+    assert cal["familywise_rate"] == pytest.approx((rej > 0).mean())
+    assert cal["mean_rejections"] == pytest.approx(rej.mean())
+    assert cal["familywise_ci_low"] <= cal["familywise_rate"] <= cal["familywise_ci_high"]
+    # 8 vs 8 samples: features without ties get the exact Mann-Whitney p, permuted as observed
+    assert 0 < cal["n_exact_features"] <= 24
+    clf = json.loads(paths["classifier"].read_text())
+    from sklearn.metrics import roc_auc_score
+
+    y = (run.adata.obs["condition"] == "case").to_numpy()
+    assert clf["auroc"] == pytest.approx(roc_auc_score(y, clf["oof_scores"]))
+    base = run.baselines.set_index("method")
+    assert base.loc["sae_features", "cv_auroc"] == pytest.approx(clf["auroc"])
+    assert base.loc["sae_features", "best_feature"] == cohort.planted_feature
+    assert base.loc["kmer_k3", "n_features"] == 64
     back = pd.read_csv(paths["biomarkers"])
     assert back.loc[0, "feature"] == cohort.planted_feature
 
@@ -57,3 +79,5 @@ def test_null_cohort_finds_nothing():
     run = run_biomarkers(c.codes, c.tokens, c.windows, design=COHORT, params=PARAMS,
                          feature_names=c.feature_names)
     assert (run.biomarkers["q"] > 0.05).all()
+    lo, hi = run.permutation.familywise_ci
+    assert lo <= 0.05 and lo <= run.permutation.familywise_rate <= hi

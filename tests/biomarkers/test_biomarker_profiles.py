@@ -61,6 +61,8 @@ def test_h5ad_round_trip_and_scanpy(cohort, tmp_path):
     path = write_profiles(ad, tmp_path / "profiles.h5ad")
     back = read_profiles(path)
     assert isinstance(back.obs["condition"].dtype, pd.CategoricalDtype)
+    assert list(back.obs["condition"].cat.categories) == ["case", "control"]
+    np.testing.assert_array_equal(back.layers["mean"], ad.layers["mean"])
     assert set(back.layers) == {"mean", "max", "frac_active"}
     assert "numpy" in back.uns["genosae"]["versions"]
     sc.tl.rank_genes_groups(back, "condition", groups=["case"], reference="control", method="wilcoxon")
@@ -117,3 +119,57 @@ def test_profiles_from_window_acts(cohort):
     np.testing.assert_allclose(lp.mean, locus_profiles(cohort.codes, cohort.tokens, cohort.windows).mean)
     with pytest.raises(InputError, match="windows table has"):
         region_profiles(wa, None, cohort.windows.iloc[:-1])
+
+
+def _tiled(strand="+", ref="AAAAAAAAAAGGGGGCGCGC"):
+    """One 20-bp region tiled by three 10-bp windows every 5 bp (stride < size: overlaps)."""
+    from genosae.genome.reference import reverse_complement
+
+    starts = np.array([0, 5, 10])
+    seqs = [ref[s:s + 10] if strand == "+" else reverse_complement(ref[s:s + 10]) for s in starts]
+    windows = pd.DataFrame({"window_id": [f"w{i}" for i in range(3)], "chrom": "chrI",
+                            "start": starts + 100, "end": starts + 110, "strand": strand,
+                            "region_id": "R", "sequence": seqs})
+    win = np.repeat(np.arange(3), 10)
+    tokens = pd.DataFrame({"window_index": win, "token_index": np.tile(np.arange(10), 3),
+                           "chrom": "chrI", "bp_start": 100 + starts[win] + np.tile(np.arange(10), 3)})
+    tokens["bp_end"] = tokens["bp_start"] + 1
+    codes = np.zeros((30, 2), np.float32)
+    codes[win == 0, 0] = 1.0  # feature 0 fires on the first window only; feature 1 everywhere
+    codes[:, 1] = 1.0
+    return windows, tokens, sp.csr_matrix(codes), ref
+
+
+def test_overlapping_windows_count_each_base_once():
+    windows, tokens, codes, _ = _tiled()
+    ad = region_profiles(codes, tokens, windows, feature_names=["f0", "f1"])
+    # per base: bases 0–4 are seen only by window 0 (value 1), 5–9 by windows 0 and 1 (mean ½),
+    # 10–19 only with value 0 → (5 + 2.5) / 20; the token mean would say 10/30
+    np.testing.assert_allclose(ad.layers["mean"][0], [7.5 / 20, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(ad.layers["frac_active"][0], [7.5 / 20, 1.0], rtol=1e-6)
+    assert ad.obs["n_tokens"].iloc[0] == 30 and ad.obs["length"].iloc[0] == 20
+    from genosae.biomarkers.profiles import window_base_weights
+
+    np.testing.assert_allclose(window_base_weights(windows, ["region_id"]), [0.75, 0.5, 0.75])
+    # two haplotypes at the same coordinates are two copies, not an overlap
+    hap = pd.concat([windows.assign(haplotype=0), windows.assign(haplotype=1)], ignore_index=True)
+    np.testing.assert_allclose(window_base_weights(hap, ["region_id"]), [0.75, 0.5, 0.75] * 2)
+    far = windows.assign(start=[0, 100, 200], end=[10, 110, 210])
+    np.testing.assert_allclose(window_base_weights(far, ["region_id"]), 1.0)
+
+
+def test_minus_strand_region_sequence_is_joined_on_the_reference():
+    from genosae.biomarkers.profiles import sequence_covariates
+    from genosae.genome.reference import reverse_complement
+
+    for strand in "-+":
+        windows, tokens, codes, ref = _tiled(strand)
+        ad = region_profiles(codes, tokens, windows, feature_names=["f0", "f1"])
+        expect = sequence_covariates([ref]).iloc[0]
+        assert ad.obs["gc_fraction"].iloc[0] == pytest.approx(expect["gc_fraction"])  # 10/20
+        assert ad.obs["cpg_ratio"].iloc[0] == pytest.approx(expect["cpg_ratio"])
+        from genosae.biomarkers.profiles import merged_unit_sequences
+
+        texts, length = merged_unit_sequences(windows, windows["sequence"].tolist(),
+                                              np.zeros(3, np.int64), 1, ["region_id"])
+        assert texts == [ref if strand == "+" else reverse_complement(ref)] and length[0] == 20

@@ -83,3 +83,14 @@ def test_fasta_mode_and_motif_resolution(tiny_genome, tmp_path):
     assert resolve_motif("ttacccg") == ("TTACCCG", "consensus")
     with pytest.raises(InputError):
         simulate_cohort(fa, gff, tmp_path / "x", n_genes=100)
+
+
+def test_unknown_motif_name_is_an_error_not_reb1():
+    consensus, motif_id = resolve_motif("REB1")
+    assert consensus == "ATTACCCGG" and motif_id.endswith("REB1")
+    with pytest.raises(InputError, match="'REB9'") as err:
+        resolve_motif("REB9")
+    text = str(err.value)
+    assert "Closest: REB1" in text and "load_jaspar" in text and "simulate.motif" in text
+    with pytest.raises(InputError, match="not a JASPAR"):
+        resolve_motif("NOT_A_MOTIF_XYZ")

@@ -89,3 +89,39 @@ def test_bh_excludes_untested_hypotheses():
         np.testing.assert_allclose(q[row, tested], multipletests(p[row, tested], method="fdr_bh")[1])
     assert (q[:, 2] == 1).all()
     np.testing.assert_allclose(bstats.bh(p[0]), multipletests(p[0], method="fdr_bh")[1])
+
+
+def _two_groups(case_values, control_values):
+    x = np.column_stack([np.r_[case_values, control_values],
+                         np.random.default_rng(0).random(len(case_values) + len(control_values))])
+    obs = pd.DataFrame({"condition": ["case"] * len(case_values) + ["control"] * len(control_values)},
+                       index=[f"u{i}" for i in range(len(x))])
+    return AnnData(X=x, obs=obs, layers={"mean": x.copy()})
+
+
+def test_welch_p_is_undefined_when_both_groups_are_constant():
+    # zero variance in both groups with different means: t = ±inf has no null distribution, so the
+    # Welch (and OLS) p is undefined, not 0; the rank test still gives its exact p
+    t = bstats.test_features(_two_groups([1.0] * 5, [2.0] * 5))
+    row = t.loc[0]
+    assert np.isnan(row["welch_p"]) and np.isnan(row["welch_q"])
+    assert np.isnan(row["p_adjusted"]) and np.isnan(row["q_adjusted"])
+    assert row["p"] == pytest.approx(stats.mannwhitneyu([1.0] * 5, [2.0] * 5).pvalue)
+    assert row["auroc"] == 0.0 and row["direction"] == "down"
+    assert np.isfinite(t.loc[1, "welch_p"]) and 0 < t.loc[1, "welch_p"] <= 1
+    # NaN counts as p = 1 in the family of the other features
+    expect = stats.false_discovery_control([1.0, t.loc[1, "welch_p"]])[1]
+    assert t.loc[1, "welch_q"] == pytest.approx(expect)
+
+
+def test_direction_follows_the_auroc_not_the_mean():
+    # one large case value makes the case mean higher although cases are mostly lower: p and rank
+    # come from Mann-Whitney, so the direction must be that of its AUROC
+    t = bstats.test_features(_two_groups([0.0, 0.1, 0.2, 0.3, 100.0], [1.0, 1.1, 1.2, 1.3, 1.4]))
+    row = t.loc[0]
+    assert row["mean_diff"] > 0 and row["auroc"] == pytest.approx(0.2)
+    assert row["direction"] == "down"
+    tie = bstats.test_features(_two_groups([0.0, 2.0, 1.0], [1.0, 0.5, 1.5]))
+    assert tie.loc[0, "auroc"] == 0.5 and tie.loc[0, "direction"] == "none"
+    np.testing.assert_array_equal(bstats.auroc_direction(np.array([0.7, 0.3, 0.5, np.nan])),
+                                  ["up", "down", "none", "none"])

@@ -35,3 +35,21 @@ def test_write_report_is_self_contained(tmp_path):
     for rid in c.planted_regions:
         assert rid in loci_html
     assert "(case 1.0 / control 0.0)" in loci_html
+    # the calibration section states the family-wise figure it measured and what it bounds
+    cal = run.permutation.summary()
+    section = html.split("Calibration (label permutations)")[1].split("<h2>")[0]
+    assert f"family-wise rate {cal['familywise_rate']:.3f}" in section
+    assert f"{cal['familywise_ci_low']:.3f}–{cal['familywise_ci_high']:.3f}" in section
+    assert "chance of any rejection by α" in section and "false discovery rate" in section
+    assert "observed_fpr" not in html and "false-positive rate" not in html
+    assert len(re.findall(r"data:image/png", section)) == 1
+
+
+def test_report_refuses_to_restate_an_old_calibration_figure():
+    from genosae.report.html import render_report
+
+    bio = pd.DataFrame({"rank": [1], "feature": ["f1"], "cliffs_delta": [0.1], "p": [0.5], "q": [0.5]})
+    html = render_report(biomarkers=bio, calibration={"observed_fpr": 0.001, "alpha": 0.05,
+                                                      "n_permutations": 10})
+    section = html.split("Calibration (label permutations)")[1].split("<h2>")[0]
+    assert "older genosae" in section and "within" not in section

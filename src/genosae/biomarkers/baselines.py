@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from genosae.biomarkers.calibration import ClassifierResult, Penalty, cv_classifier
+from genosae.biomarkers.profiles import merged_unit_sequences, window_base_weights
 from genosae.biomarkers.stats import case_control_masks, rank_features, test_features
 from genosae.errors import InputError
 
@@ -81,16 +82,20 @@ def kmer_profiles(
 
 def unit_sequences(windows: pd.DataFrame, sequences: Sequence[str], units: pd.Index,
                    unit: str) -> list[str]:
-    """Join the window sequences of each unit (in ``units`` order), separated by ``N``."""
+    """Each unit's sequence (in ``units`` order) with every base once: overlapping windows are
+    stitched on their coordinates, strand-aware, and separate stretches (other regions, other
+    haplotypes) joined with ``N`` (:func:`~genosae.biomarkers.profiles.merged_unit_sequences`), so
+    a k-mer of the reference is counted once per copy of it in the unit."""
     if len(sequences) != len(windows):
         raise InputError(f"{len(sequences)} sequences for {len(windows)} windows", record="sequences")
-    key = windows[unit].astype(str).to_numpy()
-    frame = pd.DataFrame({"u": key, "s": list(sequences)})
-    joined = frame.groupby("u", sort=False)["s"].agg("N".join)
-    missing = [u for u in units if u not in joined.index]
+    codes, uniques = pd.factorize(windows[unit].astype(str))
+    texts, _ = merged_unit_sequences(windows, sequences, codes, len(uniques), [unit])
+    index = pd.Index(uniques)
+    pos = index.get_indexer([str(u) for u in units])
+    missing = [u for u, i in zip(units, pos) if i < 0]
     if missing:
         raise InputError(f"no windows for unit(s) {missing[:3]}", record="windows")
-    return [joined[u] for u in units]
+    return [texts[i] for i in pos]
 
 
 def mean_embeddings(store: str | Path, unit: str = "region_id", *, exclude_special: bool = True
@@ -98,7 +103,9 @@ def mean_embeddings(store: str | Path, unit: str = "region_id", *, exclude_speci
     """Mean raw model activation per unit from an activation store folder (shards streamed).
 
     Reads the store layout of docs/architecture.md directly (``manifest.json``, ``windows.tsv``,
-    ``shard-*.safetensors``) and accumulates per-unit sums with a sparse indicator product.
+    ``shard-*.safetensors``) and accumulates per-unit sums with a sparse indicator product, each
+    window weighted so that overlapping windows count a base once
+    (:func:`~genosae.biomarkers.profiles.window_base_weights`).
     Returns a DataFrame ``units × d_model`` indexed by unit id.
     """
     import scipy.sparse as sp
@@ -114,6 +121,7 @@ def mean_embeddings(store: str | Path, unit: str = "region_id", *, exclude_speci
     if unit not in windows.columns:
         raise InputError(f"store windows lack column {unit!r}", path=store / "windows.tsv")
     codes, uniques = pd.factorize(windows[unit].astype(str))
+    base_w = window_base_weights(windows, [unit])  # overlapping windows: each base once
     d = int(manifest["d_model"])
     sums = np.zeros((len(uniques), d))
     counts = np.zeros(len(uniques))
@@ -131,10 +139,11 @@ def mean_embeddings(store: str | Path, unit: str = "region_id", *, exclude_speci
         keep = np.ones(len(acts), dtype=bool)
         if exclude_special and "is_special" in tensors:
             keep &= ~tensors["is_special"].astype(bool)
-        u = codes[tensors["window_index"].astype(np.int64)[keep]]
-        ind = sp.csr_matrix((np.ones(u.size), (u, np.arange(u.size))), shape=(len(uniques), u.size))
+        win = tensors["window_index"].astype(np.int64)[keep]
+        u, w = codes[win], base_w[win]
+        ind = sp.csr_matrix((w, (u, np.arange(u.size))), shape=(len(uniques), u.size))
         sums += ind @ acts[keep].astype(np.float64)
-        counts += np.bincount(u, minlength=len(uniques))
+        counts += np.bincount(u, weights=w, minlength=len(uniques))
     return pd.DataFrame(sums / np.maximum(counts, 1)[:, None], index=pd.Index(uniques, name=unit))
 
 
@@ -180,7 +189,8 @@ def linear_probe(
 
 def compare_methods(results: dict[str, dict[str, Any]], alpha: float = 0.05) -> pd.DataFrame:
     """One row per method: ``method, n_features, n_significant, best_feature, best_q, best_auroc,
-    cv_auroc`` from each method's ``{"table": ..., "classifier": ...}`` (either may be absent)."""
+    cv_auroc`` (out-of-fold, :func:`~genosae.biomarkers.calibration.cv_classifier`), ``n_selected``
+    from each method's ``{"table": ..., "classifier": ...}`` (either may be absent)."""
     rows = []
     for method, res in results.items():
         table, clf = res.get("table"), res.get("classifier")
@@ -191,8 +201,8 @@ def compare_methods(results: dict[str, dict[str, Any]], alpha: float = 0.05) -> 
                        best_feature=str(best["feature"]), best_q=float(best["q"]),
                        best_auroc=float(best["auroc"]))
         if clf is not None:
-            row.update(cv_auroc=clf.auroc, cv_auroc_oof=clf.auroc_oof, n_selected=len(clf.selected))
+            row.update(cv_auroc=clf.auroc, n_selected=len(clf.selected))
         rows.append(row)
     cols = ["method", "n_features", "n_significant", "best_feature", "best_q", "best_auroc",
-            "cv_auroc", "cv_auroc_oof", "n_selected"]
+            "cv_auroc", "n_selected"]
     return pd.DataFrame(rows).reindex(columns=cols)

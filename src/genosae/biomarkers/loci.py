@@ -122,13 +122,39 @@ def _as_codes(sequences: Sequence[str]) -> np.ndarray:
 
 VARIANT_COLUMNS = (
     "region_id", "chrom", "pos", "ref", "alt", "carriers_case", "carriers_control", "freq_case",
-    "freq_control", "freq_diff",
+    "freq_control", "freq_diff", "p", "q", "case_enriched",
 )
 
 
-def _carrier_table(calls: pd.DataFrame | None, case: str, control: str, n_case: int, n_ctrl: int
-                   ) -> pd.DataFrame:
-    """Per locus × variant: case/control samples carrying it (any haplotype) and their frequencies.
+def carrier_fisher_p(carriers_case: np.ndarray, carriers_control: np.ndarray, n_case: int,
+                     n_control: int) -> np.ndarray:
+    """Two-sided Fisher's exact p of carriers vs non-carriers, cases vs controls, per variant.
+
+    Same as ``scipy.stats.fisher_exact`` on ``[[a, n_case − a], [b, n_control − b]]``; vectorised
+    over the distinct ``(a, b)`` pairs (a p depends only on them): the hypergeometric probability
+    of every table with the same margins, summed over those no more likely than the observed one.
+    """
+    a = np.asarray(carriers_case, dtype=np.int64)
+    b = np.asarray(carriers_control, dtype=np.int64)
+    if a.size == 0:
+        return np.zeros(0)
+    if n_case < 1 or n_control < 1:
+        return np.ones(a.size)
+    pairs, inv = np.unique(np.stack([a, b], axis=1), axis=0, return_inverse=True)
+    total = n_case + n_control
+    k = np.arange(n_case + 1)[None, :]
+    carriers = pairs.sum(axis=1)[:, None]
+    pmf = sst.hypergeom.pmf(k, total, carriers, n_case)  # [pairs, possible case carrier counts]
+    obs = pmf[np.arange(len(pairs)), pairs[:, 0]][:, None]
+    p = np.where(pmf <= obs * (1 + 1e-7), pmf, 0.0).sum(axis=1)
+    return np.clip(p, 0.0, 1.0)[inv.ravel()]
+
+
+def _carrier_table(calls: pd.DataFrame | None, case: str, control: str, n_case: int, n_ctrl: int,
+                   alpha: float = 0.05) -> pd.DataFrame:
+    """Per locus × variant: case/control samples carrying it (any haplotype), their frequencies and
+    a Fisher's exact test of carrier counts (BH q over all variants; ``case_enriched`` = more
+    frequent in cases with ``q ≤ alpha``).
 
     ``calls`` has one row per sample × haplotype × variant (``sample_id, condition, region_id, chrom,
     pos, ref, alt``); the same variant on two haplotypes of a sample counts once.
@@ -143,6 +169,10 @@ def _carrier_table(calls: pd.DataFrame | None, case: str, control: str, n_case: 
     out["freq_case"] = out["carriers_case"] / max(n_case, 1)
     out["freq_control"] = out["carriers_control"] / max(n_ctrl, 1)
     out["freq_diff"] = out["freq_case"] - out["freq_control"]
+    out["p"] = carrier_fisher_p(out["carriers_case"].to_numpy(), out["carriers_control"].to_numpy(),
+                                n_case, n_ctrl)
+    out["q"] = bh(out["p"].to_numpy())
+    out["case_enriched"] = (out["freq_diff"] > 0) & (out["q"] <= alpha)
     return out.sort_values(["region_id", "freq_diff", "pos"], ascending=[True, False, True],
                            ignore_index=True)[list(VARIANT_COLUMNS)]
 
@@ -153,6 +183,7 @@ def locus_variants(
     case: str = "case",
     control: str = "control",
     reference_sample: str = REFERENCE_SAMPLE,
+    alpha: float = 0.05,
 ) -> pd.DataFrame:
     """Single-base differences of every sample haplotype from the reference window, per locus.
 
@@ -165,7 +196,9 @@ def locus_variants(
     -------
     One row per locus × variant: ``region_id, chrom, pos`` (1-based, forward strand), ``ref``,
     ``alt`` (forward strand), ``carriers_case``, ``carriers_control`` (samples carrying it on any
-    haplotype), ``freq_case``, ``freq_control`` and ``freq_diff`` = ``freq_case − freq_control``.
+    haplotype), ``freq_case``, ``freq_control``, ``freq_diff`` = ``freq_case − freq_control``,
+    ``p`` (two-sided Fisher's exact test of carriers in cases vs controls, :func:`carrier_fisher_p`),
+    ``q`` (BH over all variants) and ``case_enriched`` (``freq_diff > 0`` and ``q ≤ alpha``).
     """
     need = {"sample_id", "region_id", "sequence", "chrom", "start", "end"}
     missing = need - set(windows.columns)
@@ -205,7 +238,7 @@ def locus_variants(
             "ref": refb.view("S1").astype(str), "alt": alt.view("S1").astype(str),
         }))
     out = _carrier_table(pd.concat(calls, ignore_index=True) if calls else None, case, control,
-                         n_case, n_ctrl)
+                         n_case, n_ctrl, alpha)
     out.attrs["n_indel_windows"] = int((~same).sum())
     return out
 
@@ -217,6 +250,7 @@ def vcf_locus_variants(
     *,
     case: str = "case",
     control: str = "control",
+    alpha: float = 0.05,
 ) -> pd.DataFrame:
     """Variants per locus read from the cohort's VCFs: SNVs, MNVs and indels, every ALT allele.
 
@@ -255,7 +289,7 @@ def vcf_locus_variants(
                                       "chrom": sub["chrom"].to_numpy(), "pos0": sub["pos"].to_numpy(),
                                       "ref": sub["ref"].to_numpy(), "alt": alt}))
     if not rows:
-        return _carrier_table(None, case, control, n_case, n_ctrl)
+        return _carrier_table(None, case, control, n_case, n_ctrl, alpha)
     calls = pd.concat(rows, ignore_index=True)
     calls = calls[~calls["alt"].isin(["", "*", "."]) & ~calls["alt"].str.startswith("<")]
     calls = calls.assign(pos=calls["pos0"] + 1).sort_values(["chrom", "pos0"], ignore_index=True)
@@ -267,14 +301,18 @@ def vcf_locus_variants(
         if hi > lo:
             parts.append(calls.iloc[idx[lo:hi]].assign(region_id=str(r.region_id)))
     return _carrier_table(pd.concat(parts, ignore_index=True) if parts else None, case, control,
-                          n_case, n_ctrl)
+                          n_case, n_ctrl, alpha)
 
 
-def variant_labels(variants: pd.DataFrame, *, n: int = 3, min_diff: float = 0.0) -> pd.Series:
-    """Per region: its ``n`` most case-enriched variants as ``chrom:pos ref>alt (case f / control f)``."""
+def variant_labels(variants: pd.DataFrame, *, n: int = 3) -> pd.Series:
+    """Per region: its ``n`` most case-enriched variants (``case_enriched``: more frequent in cases,
+    Fisher q ≤ α) as ``chrom:pos ref>alt (case f / control f)``; regions without one are absent."""
     if variants.empty:
         return pd.Series(dtype=str)
-    v = variants[variants["freq_diff"] > min_diff]
+    if "case_enriched" not in variants.columns:
+        msg = "variants lack 'case_enriched'; build them with locus_variants or vcf_locus_variants"
+        raise ValueError(msg)
+    v = variants[variants["case_enriched"].astype(bool)]
     v = v.sort_values(["region_id", "freq_diff", "pos"], ascending=[True, False, True])
     v = v.groupby("region_id", sort=False).head(n)
     text = (v["chrom"] + ":" + v["pos"].astype(str) + " " + v["ref"] + ">" + v["alt"] + " (case "
@@ -304,7 +342,7 @@ def locus_summary(
 
     ``top_features`` lists the ``n_features`` features with the smallest locus-level p, each with
     the sign of its case − control difference; ``variants`` (region id → text, from
-    :func:`variant_labels`) names the case-enriched variants. Columns :data:`LOCUS_SUMMARY_COLUMNS`.
+    :func:`variant_labels`) names the case-enriched variants (Fisher q ≤ α). Columns :data:`LOCUS_SUMMARY_COLUMNS`.
     """
     t = tests.assign(sig=tests["q"] <= alpha, nominal=tests["p"] <= 0.01,
                      region_id=tests["region_id"].astype(str))

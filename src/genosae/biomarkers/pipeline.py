@@ -119,9 +119,13 @@ def run_biomarkers(
         sequences = windows["sequence"].astype(str).tolist()
     wa = as_window_acts(acts, tokens, windows, feature_names, 0.0)
     feature_names = list(feature_names) if feature_names is not None else wa.feature_names
+    # a catalogue without null-controlled motif names (motif_label / motif_name): its Tomtom q must
+    # pass features.motif_q (else features.fdr)
+    fcfg = (config or {}).get("features") or {}
+    motif_q_max = float(fcfg.get("motif_q", fcfg.get("fdr", 0.05)))
     adata = region_profiles(wa, None, windows, unit=unit, obs=obs, catalog=catalog,
                             sequences=sequences if unit == "region_id" else None, config=config,
-                            feature_names=feature_names)
+                            feature_names=feature_names, motif_q_max=motif_q_max)
     # the reference haplotype is a baseline for per-locus deltas, not a unit of the comparison
     adata = adata[adata.obs_names != REFERENCE_SAMPLE].copy()
     covs = [c for c in params.get("covariates", []) if c in adata.obs.columns]
@@ -167,7 +171,11 @@ def run_biomarkers(
         tests = test_loci(lp, case=case, control=control)
         if variants is None and "sequence" in windows.columns and \
                 (windows["sample_id"] == REFERENCE_SAMPLE).any():
-            variants = locus_variants(windows.assign(condition=cond), case=case, control=control)
+            variants = locus_variants(windows.assign(condition=cond), case=case, control=control,
+                                      alpha=alpha)
+        if variants is not None and "q" in variants.columns:  # enrichment at this run's alpha
+            variants = variants.assign(case_enriched=(variants["freq_diff"] > 0)
+                                       & (variants["q"] <= alpha))
         labels = variant_labels(variants) if variants is not None else None
         loci = biomarker_loci(top["feature"], top["direction"], loci=lp, locus_tests=tests,
                               variants=labels, case=case, control=control, n_loci=n_loci,
@@ -182,7 +190,8 @@ def run_biomarkers(
     else:
         loci = biomarker_loci(top["feature"], top["direction"], adata=adata, case=case,
                               control=control, n_loci=n_loci)
-    table = biomarker_table(stats, permutation=perm, catalog=catalog, loci=loci)
+    table = biomarker_table(stats, permutation=perm, catalog=catalog, loci=loci,
+                            motif_q_max=motif_q_max)
     summary = {
         "design": design.get("name", ""), "kind": design.get("kind"), "unit": unit,
         "case_label": case, "control_label": control, "n_case": int(is_case.sum()),

@@ -5,14 +5,18 @@ The AnnData written by :func:`region_profiles` follows this layout
 ``obs`` (one row per unit: a region or a sample)
     index = unit id; ``condition`` (categorical, from the windows' ``condition`` or ``group``),
     ``n_windows``, ``n_tokens``; for regions also ``chrom``, ``start``, ``end``, ``strand`` and,
-    when sequences are known, ``gc_fraction``, ``cpg_ratio``, ``length``; plus any ``obs`` columns
+    when sequences are known, ``gc_fraction``, ``cpg_ratio``, ``length`` (of the region's sequence
+    stitched from its windows, :func:`merged_unit_sequences`); plus any ``obs`` columns
     given (a sample sheet: ``age``, ...).
 ``var`` (one row per SAE feature)
     index = feature id as a string; catalogue columns (``label``, ``best_concept``, ``f1``,
-    ``best_motif``, ``motif_q``) when a catalogue is given.
+    ``best_motif``, ``motif_q``) when a catalogue is given, a concept or motif only where it passed
+    its test (:func:`catalog_claims`; blank otherwise).
 ``X`` / ``layers``
-    ``X`` = ``layers["mean"]`` (mean activation over the unit's tokens), ``layers["max"]`` (max),
-    ``layers["frac_active"]`` (fraction of tokens with activation > ``threshold``); float32.
+    ``X`` = ``layers["mean"]`` (mean activation over the unit's tokens, every base counted once
+    where windows overlap: :func:`window_base_weights`), ``layers["max"]`` (max),
+    ``layers["frac_active"]`` (fraction of tokens with activation > ``threshold``, weighted the
+    same way); float32. ``n_tokens`` counts tokens as embedded (overlaps included).
 ``uns["genosae"]``
     ``{"step": "profiles", "unit", "threshold", "config_json", "versions"}`` (config as JSON text
     because h5ad cannot hold ``None``).
@@ -40,7 +44,6 @@ log = logging.getLogger(__name__)
 
 Unit = Literal["region_id", "sample_id"]
 REFERENCE_SAMPLE = "__reference__"
-CATALOG_COLUMNS = ("label", "best_concept", "f1", "best_motif", "motif_q")
 
 
 def versions() -> dict[str, str]:
@@ -93,16 +96,64 @@ def _window_units(windows: pd.DataFrame, keys: Sequence[str]) -> tuple[np.ndarra
     return win_unit.astype(np.int64), windows.iloc[first].reset_index(drop=True)
 
 
+def _copy_codes(windows: pd.DataFrame, keys: Sequence[str], extra: Sequence[str] = ()) -> np.ndarray:
+    """Code of each window's *copy* of the genome: ``keys`` + sample, haplotype, chromosome (+ extra).
+
+    Bases of one copy are the same bases when windows overlap; different samples or haplotypes at
+    the same coordinates are different sequences.
+    """
+    cols = [c for c in dict.fromkeys([*keys, "sample_id", "haplotype", "chrom", *extra])
+            if c in windows.columns]
+    if not cols or len(windows) == 0:
+        return np.zeros(len(windows), dtype=np.int64)
+    codes, _ = pd.MultiIndex.from_frame(windows[cols].astype(str)).factorize()
+    return codes.astype(np.int64)
+
+
+def window_base_weights(windows: pd.DataFrame, keys: Sequence[str]) -> np.ndarray:
+    """Weight of each window in a unit mean so that every base of the unit counts once.
+
+    A window's weight is the mean over its bases of 1 / (number of windows of the same copy —
+    same ``keys``, sample, haplotype and chromosome — covering that base): 1 for a window that
+    overlaps nothing, 0.5 for one wholly covered twice. Weighted by these, the windows' token
+    counts add up to the number of distinct bases, so overlapping windows (stride < size) do not
+    count the shared bases twice. Windows without ``start``/``end`` get weight 1. Vectorised over
+    windows (one sort of all window ends).
+    """
+    n = len(windows)
+    if n == 0 or not {"start", "end"} <= set(windows.columns):
+        return np.ones(n)
+    s = windows["start"].to_numpy(np.int64)
+    e = windows["end"].to_numpy(np.int64)
+    length = e - s
+    lo = int(min(s.min(), e.min()))
+    span = int(max(s.max(), e.max())) - lo + 1
+    shift = _copy_codes(windows, keys) * span - lo  # copies on disjoint stretches of one axis
+    start, end = s + shift, e + shift
+    pts = np.unique(np.r_[start, end])
+    i_s, i_e = np.searchsorted(pts, start), np.searchsorted(pts, end)
+    delta = np.bincount(i_s, minlength=pts.size) - np.bincount(i_e, minlength=pts.size)
+    cover = np.cumsum(delta)[:-1]  # windows covering each elementary segment [pts[i], pts[i+1])
+    per_base = np.where(cover > 0, np.diff(pts) / np.maximum(cover, 1), 0.0)
+    integral = np.r_[0.0, np.cumsum(per_base)]
+    return np.where(length > 0, (integral[i_e] - integral[i_s]) / np.maximum(length, 1), 1.0)
+
+
 def _aggregate(
-    acts: WindowActs, win_unit: np.ndarray, n_units: int
+    acts: WindowActs, win_unit: np.ndarray, n_units: int, weights: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Mean, max and fraction active per unit × feature, plus tokens per unit (from window sums)."""
-    ind = sp.csr_matrix((np.ones(win_unit.size, np.float64), (win_unit, np.arange(win_unit.size))),
-                        shape=(n_units, win_unit.size))
-    counts = np.asarray(ind @ acts.n_tokens.astype(np.float64)).ravel()
-    denom = np.maximum(counts, 1)[:, None]
+    """Mean, max and fraction active per unit × feature, plus tokens per unit (from window sums).
+
+    ``weights`` (per window, :func:`window_base_weights`) weight each window's sums and token
+    count, so a unit's mean counts every base once; the token count returned is unweighted.
+    """
+    w = np.ones(win_unit.size) if weights is None else np.asarray(weights, dtype=np.float64)
+    ind = sp.csr_matrix((w, (win_unit, np.arange(win_unit.size))), shape=(n_units, win_unit.size))
+    wcounts = np.asarray(ind @ acts.n_tokens.astype(np.float64)).ravel()
+    denom = np.where(wcounts > 0, wcounts, 1.0)[:, None]
     mean = np.asarray(ind @ acts.sum.astype(np.float64)) / denom
     frac = np.asarray(ind @ acts.n_active.astype(np.float64)) / denom
+    counts = np.bincount(win_unit, weights=acts.n_tokens.astype(np.float64), minlength=n_units)
     order = np.argsort(win_unit, kind="stable")
     starts = np.flatnonzero(np.r_[True, win_unit[order][1:] != win_unit[order][:-1]])
     mx = np.zeros((n_units, acts.max.shape[1]), dtype=np.float32)
@@ -127,32 +178,57 @@ def sequence_covariates(sequences: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["gc_fraction", "cpg_ratio", "length"])
 
 
-def _unit_sequences(windows: pd.DataFrame, sequences: Sequence[str] | None,
-                    unit_codes: np.ndarray, n_units: int) -> list[str] | None:
-    """Per unit: its windows' sequences merged on their coordinates (overlaps counted once)."""
-    if sequences is None:
-        if "sequence" not in windows.columns:
-            return None
-        sequences = windows["sequence"].astype(str).tolist()
+def merged_unit_sequences(
+    windows: pd.DataFrame,
+    sequences: Sequence[str],
+    unit_codes: np.ndarray,
+    n_units: int,
+    keys: Sequence[str] = (),
+) -> tuple[list[str], np.ndarray]:
+    """Per unit: its windows' sequences stitched on their reference coordinates, each base once.
+
+    Windows of one copy (same ``keys``, sample, haplotype, chromosome and strand) are merged along
+    the reference: an overlap is kept once, a gap becomes one ``N``. ``-`` windows hold the reverse
+    complement of ``[start, end)``; they are merged on the + strand and the result is
+    reverse-complemented, so the text reads 5'→3' on the region's strand. A unit's copies are
+    joined with ``N`` (no k-mer spans two). Without ``start`` the windows are joined with ``N``.
+    Exact for SNVs; an indel inside an overlap shifts the joint by its length.
+
+    Returns the texts (``n_units``, in code order) and the mean length of a copy per unit.
+    """
+    from genosae.genome.reference import reverse_complement
+
     if len(sequences) != len(windows):
         raise InputError(f"{len(sequences)} sequences for {len(windows)} windows", record="sequences")
-    out: list[list[tuple[int, str]]] = [[] for _ in range(n_units)]
-    starts = windows["start"].to_numpy() if "start" in windows.columns else np.zeros(len(windows), int)
-    for u, s, seq in zip(unit_codes, starts, sequences):
-        out[u].append((int(s), str(seq)))
-    merged = []
-    for parts in out:  # loop over units (not tokens); stitches overlapping windows
-        parts.sort()
-        if not parts:
-            merged.append("")
-            continue
-        text, end = parts[0][1], parts[0][0] + len(parts[0][1])
-        for s, seq in parts[1:]:
-            if s + len(seq) > end:
-                text += seq[max(0, end - s):]
-                end = s + len(seq)
-        merged.append(text)
-    return merged
+    seqs = [str(x) for x in sequences]
+    has_coords = {"start", "end"} <= set(windows.columns)
+    copy = _copy_codes(windows, keys, extra=("strand",))
+    starts = windows["start"].to_numpy(np.int64) if has_coords else np.arange(len(windows))
+    ends = windows["end"].to_numpy(np.int64) if has_coords else starts
+    minus = (windows["strand"].astype(str).to_numpy() == "-") if "strand" in windows.columns \
+        else np.zeros(len(windows), dtype=bool)
+    order = np.lexsort((starts, copy, unit_codes))
+    texts: list[list[str]] = [[] for _ in range(n_units)]
+    parts: list[str] = []
+    end = 0
+    for pos, i in enumerate(order):  # loop over windows (string work), not tokens
+        fwd = reverse_complement(seqs[i]) if minus[i] else seqs[i]
+        first = pos == 0 or copy[order[pos - 1]] != copy[i] or unit_codes[order[pos - 1]] != unit_codes[i]
+        if first:
+            parts, end = [fwd], int(ends[i])
+        elif not has_coords or starts[i] > end:  # a gap (or unknown coordinates)
+            parts += ["N", fwd]
+            end = int(ends[i])
+        elif ends[i] > end:
+            parts.append(fwd[int(end - starts[i]):])
+            end = int(ends[i])
+        last = pos == len(order) - 1 or copy[order[pos + 1]] != copy[i] or \
+            unit_codes[order[pos + 1]] != unit_codes[i]
+        if last:
+            text = "".join(parts)
+            texts[unit_codes[i]].append(reverse_complement(text) if minus[i] else text)
+    mean_len = np.array([np.mean([len(t) for t in ts]) if ts else 0.0 for ts in texts])
+    return ["N".join(ts) for ts in texts], mean_len
 
 
 def region_profiles(
@@ -167,6 +243,7 @@ def region_profiles(
     threshold: float = 0.0,
     config: dict[str, Any] | None = None,
     feature_names: Sequence[str] | None = None,
+    motif_q_max: float = 0.05,
 ) -> ad.AnnData:
     """Aggregate per-token feature activations into one profile per region or sample.
 
@@ -187,7 +264,8 @@ def region_profiles(
     obs
         Extra per-unit columns (e.g. the sample sheet), indexed by unit id or with a ``unit`` column.
     catalog
-        Feature catalogue (``feature`` + label columns) copied into ``var``.
+        Feature catalogue (``feature`` + label columns) copied into ``var``; concept and motif
+        names only where they passed their test (:func:`catalog_claims`).
     sequences
         Window sequences (aligned with ``windows``) for the composition covariates of regions;
         defaults to the ``sequence`` column when present.
@@ -197,6 +275,8 @@ def region_profiles(
         Workflow config recorded in ``uns["genosae"]``.
     feature_names
         Column names (``FeatureActs.feature_names``); default ``"0"``, ``"1"``, ...
+    motif_q_max
+        Tomtom q a catalogue motif needs when the catalogue has no ``motif_name`` column.
 
     Returns
     -------
@@ -207,7 +287,7 @@ def region_profiles(
     wa = as_window_acts(acts, tokens, windows, feature_names, threshold)
     win_unit, units = _window_units(windows, [unit])
     n_units = len(units)
-    mean, mx, frac, counts = _aggregate(wa, win_unit, n_units)
+    mean, mx, frac, counts = _aggregate(wa, win_unit, n_units, window_base_weights(windows, [unit]))
     obs_df = pd.DataFrame(index=pd.Index(units[unit].astype(str), name=unit))
     cond_col = _condition_column(windows)
     if cond_col is not None:
@@ -227,9 +307,11 @@ def region_profiles(
             obs_df["end"] = g["end"].max().to_numpy()
             if "strand" in windows.columns:
                 obs_df["strand"] = units["strand"].astype(str).to_numpy()
-        seqs = _unit_sequences(windows, sequences, win_unit, n_units)
-        if seqs is not None:
-            cov = sequence_covariates(seqs)
+        if sequences is None and "sequence" in windows.columns:
+            sequences = windows["sequence"].astype(str).tolist()
+        if sequences is not None:
+            seqs, copy_len = merged_unit_sequences(windows, sequences, win_unit, n_units, [unit])
+            cov = sequence_covariates(seqs).assign(length=np.rint(copy_len).astype(np.int64))
             for col in cov.columns:
                 obs_df[col] = cov[col].to_numpy()
         elif "start" in obs_df.columns:
@@ -250,7 +332,7 @@ def region_profiles(
     names = feature_names if feature_names is not None else wa.feature_names
     var = pd.DataFrame(index=pd.Index(_feature_names(names, n_feat), name="feature"))
     if catalog is not None:
-        var = _catalog_var(var, catalog)
+        var = _catalog_var(var, catalog, motif_q_max)
     adata = ad.AnnData(X=mean.copy(), obs=obs_df, var=var,
                        layers={"mean": mean, "max": mx, "frac_active": frac})
     adata.uns["genosae"] = {
@@ -281,14 +363,63 @@ def catalog_feature_ids(catalog: pd.DataFrame, names: Sequence[str]) -> pd.Serie
     return ids
 
 
-def _catalog_var(var: pd.DataFrame, catalog: pd.DataFrame) -> pd.DataFrame:
+def catalog_claims(catalog: pd.DataFrame, *, motif_q_max: float = 0.05) -> pd.DataFrame:
+    """The concept and motif names of a feature catalogue that passed their tests; others blank.
+
+    ``best_concept``/``concept_f1`` are kept where the catalogue's ``captured`` is true (held-out
+    F1, MCC, margin over the trivial F1 and the enrichment q, as
+    :func:`~genosae.features.alignment.align_concepts` decides); without a ``captured`` column no
+    concept is claimed. The motif name is, in this order: the catalogue's ``motif_label`` (the
+    name that passed Tomtom + its null and/or held-out site F1; ``motif_label_source`` says
+    which), else a non-empty ``motif_name`` (null-controlled Tomtom name), else — for a catalogue
+    with neither column — ``best_motif`` where ``motif_q ≤ motif_q_max``. ``motif_q`` (the Tomtom
+    q-value) is kept only where it is the q of the name shown (the name is the raw best match).
+
+    Returns
+    -------
+    ``feature`` + those of ``label, best_concept, concept_f1, best_motif, motif_q, motif_source``
+    the catalogue can fill, one row per feature; ``motif_source`` = ``motif_label_source``,
+    ``"tomtom"`` (``motif_name``) or ``"tomtom_q"`` (the q threshold).
+    """
+    cat = catalog.drop_duplicates("feature").reset_index(drop=True)
+    out = cat[["feature"]].copy()
+    if "label" in cat.columns:
+        out["label"] = cat["label"]
+    if "best_concept" in cat.columns:
+        ok = (cat["captured"].fillna(False).astype(bool) if "captured" in cat.columns
+              else pd.Series(False, index=cat.index))
+        out["best_concept"] = cat["best_concept"].where(ok, "")
+        if "f1" in cat.columns:
+            out["concept_f1"] = cat["f1"].where(ok)
+    raw = cat["best_motif"].fillna("").astype(str) if "best_motif" in cat.columns else None
+    if "motif_label" in cat.columns:
+        name = cat["motif_label"].fillna("").astype(str)
+        source = (cat["motif_label_source"].fillna("").astype(str)
+                  if "motif_label_source" in cat.columns else pd.Series("motif_label", index=cat.index))
+    elif "motif_name" in cat.columns:
+        name = cat["motif_name"].fillna("").astype(str)
+        source = pd.Series("tomtom", index=cat.index)
+    elif raw is not None and "motif_q" in cat.columns:
+        name = raw.where(cat["motif_q"].le(motif_q_max), "")
+        source = pd.Series("tomtom_q", index=cat.index)
+    else:
+        return out
+    named = name.str.len() > 0
+    out["best_motif"] = name.where(named, "")
+    if "motif_q" in cat.columns:
+        same = named & (raw == name) if raw is not None else named
+        out["motif_q"] = cat["motif_q"].where(same)
+    out["motif_source"] = source.where(named, "")
+    return out
+
+
+def _catalog_var(var: pd.DataFrame, catalog: pd.DataFrame, motif_q_max: float) -> pd.DataFrame:
     if "feature" not in catalog.columns:
         raise InputError("feature catalogue lacks a 'feature' column", record="catalog")
     cat = catalog.copy()
     cat["feature"] = catalog_feature_ids(catalog, list(var.index))
-    cat = cat.drop_duplicates("feature").set_index("feature")
-    cols = [c for c in cat.columns if c in CATALOG_COLUMNS] or list(cat.columns)
-    out = var.join(cat[cols], how="left")
+    claims = catalog_claims(cat, motif_q_max=motif_q_max).rename(columns={"concept_f1": "f1"})
+    out = var.join(claims.set_index("feature"), how="left")
     for col in out.columns:
         if out[col].dtype == object:
             out[col] = out[col].fillna("").astype(str)
@@ -388,7 +519,8 @@ def locus_profiles(
     """
     wa = as_window_acts(acts, tokens, windows, feature_names, threshold)
     win_unit, units = _window_units(windows, ["sample_id", "region_id"])
-    mean_u, max_u, _, _ = _aggregate(wa, win_unit, len(units))
+    mean_u, max_u, _, _ = _aggregate(wa, win_unit, len(units),
+                                     window_base_weights(windows, ["sample_id", "region_id"]))
     samples, s_idx = np.unique(units["sample_id"].astype(str).to_numpy(), return_inverse=True)
     region_ids = units["region_id"].astype(str).to_numpy()
     regions_u, r_idx = np.unique(region_ids, return_inverse=True)

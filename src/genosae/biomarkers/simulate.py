@@ -22,6 +22,7 @@ Outputs in ``out_dir``:
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -43,8 +44,9 @@ Mode = Literal["vcf", "fasta"]
 def resolve_motif(motif: str | np.ndarray, *, tax_group: str = "fungi") -> tuple[str, str]:
     """Consensus sequence and id of a motif: an ACGT string, a PWM ``[L, 4]`` or a JASPAR name.
 
-    Names are looked up in JASPAR (pyjaspar, ``CORE``, ``tax_group``); if the lookup fails the REB1
-    core ``TTACCCG`` is used and a warning is logged.
+    Names are looked up in JASPAR (pyjaspar's bundled database, ``CORE``, ``tax_group``; the newest
+    version of the matrix). A name that is not there raises :class:`~genosae.errors.InputError`
+    naming it, the closest names and how to list them all (no silent default motif).
     """
     if isinstance(motif, np.ndarray):
         pwm = np.asarray(motif, dtype=float)
@@ -56,16 +58,29 @@ def resolve_motif(motif: str | np.ndarray, *, tax_group: str = "fungi") -> tuple
         return text.upper(), "consensus"
     try:
         from pyjaspar import jaspardb
+    except ImportError as err:
+        msg = (f"motif {text!r} is a name, and JASPAR names need pyjaspar ({err}); install it "
+               "(`pip install pyjaspar`) or give an ACGT consensus")
+        raise InputError(msg, record="simulate.motif") from err
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Biopython's "Zero motifs returned" for an unknown name
+        found = jaspardb().fetch_motifs_by_name(text)
+    hits = [m for m in found if str(getattr(m, "tax_group", tax_group)).lower() == tax_group.lower()]
+    if hits:
+        m = sorted(hits, key=lambda m: m.matrix_id)[-1]
+        return str(m.consensus).upper(), f"{m.matrix_id} {m.name}"
+    import difflib
 
-        hits = [m for m in jaspardb().fetch_motifs_by_name(text)
-                if str(getattr(m, "tax_group", tax_group)).lower() == tax_group.lower()]
-        if hits:
-            m = sorted(hits, key=lambda m: m.matrix_id)[-1]
-            return str(m.consensus).upper(), f"{m.matrix_id} {m.name}"
-    except Exception as err:  # any lookup failure falls back to the documented default
-        log.warning("JASPAR lookup of %r failed (%s)", text, err)
-    log.warning("motif %r not found in JASPAR %s; using REB1 core %s", text, tax_group, DEFAULT_MOTIF)
-    return DEFAULT_MOTIF, "REB1 core (default)"
+    from genosae.genome.motifs import load_jaspar
+
+    names = sorted({m.name for m in load_jaspar(tax_group=tax_group)})
+    upper = {n.upper(): n for n in names}
+    close = [upper[c] for c in difflib.get_close_matches(text.upper(), list(upper), n=5, cutoff=0.6)]
+    hint = f" Closest: {', '.join(close)}." if close else ""
+    msg = (f"motif {text!r} is not a JASPAR CORE {tax_group} motif name (nor an ACGT consensus)."
+           f"{hint} List the {len(names)} names with: python -c \"from genosae.genome.motifs import "
+           f"load_jaspar; print(sorted({{m.name for m in load_jaspar(tax_group='{tax_group}')}}))\"")
+    raise InputError(msg, record="simulate.motif")
 
 
 @dataclass

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
+from functools import lru_cache
 
 import anndata as ad
 import numpy as np
@@ -38,6 +40,12 @@ def bh(p: np.ndarray, axis: int = -1, tested: np.ndarray | None = None) -> np.nd
     p = np.moveaxis(p, axis, -1)
     tested = np.moveaxis(tested, axis, -1)
     q = np.ones_like(p)
+    first = tested.reshape(-1, tested.shape[-1])[:1]
+    if p.ndim > 1 and (tested.reshape(-1, tested.shape[-1]) == first).all():
+        m = first[0]  # the same family in every row (e.g. one row per permutation): one call
+        if m.any():
+            q[..., m] = sst.false_discovery_control(p[..., m], axis=-1, method="bh")
+        return np.moveaxis(q, -1, axis)
     for idx in np.ndindex(p.shape[:-1]):  # one family per row (features, or one permutation)
         m = tested[idx]
         if m.any():
@@ -45,23 +53,70 @@ def bh(p: np.ndarray, axis: int = -1, tested: np.ndarray | None = None) -> np.nd
     return np.moveaxis(q, -1, axis)
 
 
+#: scipy's ``mannwhitneyu(method="auto")`` uses the exact null when a group has at most this many
+#: values and the column has no tie (``scipy.stats._mannwhitneyu._mwu_choose_method``).
+EXACT_MAX_GROUP = 8
+
+
+def mwu_exact_columns(n1: int, n2: int, ties: np.ndarray) -> np.ndarray:
+    """Columns whose Mann-Whitney p is exact under scipy's ``"auto"`` rule (the rest: asymptotic).
+
+    Exact when the smaller group has at most :data:`EXACT_MAX_GROUP` values and the column has
+    no tie; ``ties`` is a bool array, one per column.
+    """
+    ties = np.asarray(ties, dtype=bool)
+    return ~ties if min(n1, n2) <= EXACT_MAX_GROUP else np.zeros(ties.shape, dtype=bool)
+
+
+@lru_cache(maxsize=32)
+def mwu_exact_pvalues(n1: int, n2: int) -> np.ndarray:
+    """Exact two-sided Mann-Whitney p for every U in ``0..n1·n2`` (no ties).
+
+    Without ties the null distribution of U depends only on the group sizes: its generating
+    function is the Gaussian binomial coefficient [n1+n2 choose n1]_q, expanded here with exact
+    integers. ``p[u] = min(1, 2·P(U ≥ max(u, n1·n2 − u)))``, as ``scipy.stats.mannwhitneyu``
+    with ``method="exact"``. Read-only array of length ``n1·n2 + 1``.
+    """
+    m, n = sorted((int(n1), int(n2)))
+    if m < 1:
+        msg = f"group sizes must be ≥ 1, got {n1} and {n2}"
+        raise ValueError(msg)
+    size = m * n + 1
+    poly = np.zeros(size, dtype=object)
+    poly[:] = 0
+    poly[0] = 1
+    for i in range(1, m + 1):  # multiply by (1 − q^(n+i)) / (1 − q^i); m ≤ 8 where this is used
+        a = n + i
+        new = poly.copy()
+        if a < size:
+            new[a:] = new[a:] - poly[:size - a]
+        for r in range(i):  # divide by (1 − q^i): b[k] = a[k] + b[k − i]
+            new[r::i] = np.cumsum(new[r::i])
+        poly = new
+    total = int(sum(poly))
+    tail = np.cumsum(poly[::-1])[::-1]  # tail[k] = #arrangements with U ≥ k
+    u = np.arange(size)
+    upper = np.maximum(u, m * n - u)
+    p = np.array([min(1.0, 2 * int(t) / total) for t in tail[upper]], dtype=np.float64)
+    p.setflags(write=False)
+    return p
+
+
 def mann_whitney(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Two-sided Mann-Whitney U along axis 0, column by column as ``scipy.stats.mannwhitneyu``.
 
     Vectorised scipy picks one method for all columns (asymptotic as soon as *any* column has a
     tie), so a column's p would depend on the others; here each column gets the method scipy's
-    ``"auto"`` would pick for it alone (exact when both groups have ≤ 8 values and it has no tie).
-    Returns ``(U of x, p)``.
+    ``"auto"`` would pick for it alone (:func:`mwu_exact_columns`: exact when a group has ≤ 8
+    values and the column has no tie). Returns ``(U of x, p)``.
     """
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     u, p = np.full(x.shape[1:], np.nan), np.full(x.shape[1:], np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
-        if x.shape[0] > 8 and y.shape[0] > 8:
-            res = sst.mannwhitneyu(x, y, axis=0, alternative="two-sided", method="asymptotic")
-            return np.asarray(res.statistic, dtype=float), np.asarray(res.pvalue, dtype=float)
         both = np.sort(np.concatenate([x, y], axis=0), axis=0)
         ties = (np.diff(both, axis=0) == 0).any(axis=0)
-        for mask, method in ((ties, "asymptotic"), (~ties, "exact")):
+        exact = mwu_exact_columns(x.shape[0], y.shape[0], ties)
+        for mask, method in ((~exact, "asymptotic"), (exact, "exact")):
             if mask.any():
                 res = sst.mannwhitneyu(x[:, mask], y[:, mask], axis=0, alternative="two-sided",
                                        method=method)
@@ -114,7 +169,11 @@ def _ols_condition(y: np.ndarray, is_case: np.ndarray, cov: pd.DataFrame
     with np.errstate(divide="ignore", invalid="ignore"):
         t = beta[1] / se
     p = 2 * sst.t.sf(np.abs(t), dof)
-    p = np.where(se > 0, p, np.where(beta[1] == 0, 1.0, 0.0))
+    # zero residual variance (up to rounding: the model fits exactly): the t-test is undefined,
+    # unless the data are constant (p = 1)
+    scale = np.abs(y - y.mean(axis=0)).max(axis=0)
+    exact_fit = np.sqrt(sigma2) <= 1e-10 * np.maximum(scale, np.finfo(float).tiny)
+    p = np.where(scale == 0, 1.0, np.where(exact_fit, np.nan, p))
     return beta[1], p
 
 
@@ -172,8 +231,12 @@ def test_features(
     DataFrame, one row per feature (``var`` order), columns :data:`STAT_COLUMNS`: ``p`` two-sided
     Mann-Whitney U (scipy, default method), ``welch_p`` Welch t-test, ``auroc`` = U/(n_case n_control)
     (probability a case unit exceeds a control one, ties ½), ``cliffs_delta`` = 2·AUROC − 1,
+    ``direction`` the side of ½ the AUROC lies on (:func:`auroc_direction`),
     ``coef_adjusted``/``p_adjusted`` the case coefficient of the OLS model (without covariates it is
-    the plain OLS = pooled t-test), ``q*`` Benjamini-Hochberg over features.
+    the plain OLS = pooled t-test), ``q*`` Benjamini-Hochberg over features. ``welch_p`` and
+    ``p_adjusted`` are NaN where their t-test is undefined (zero residual variance with different
+    means, e.g. both groups constant at different values; ``p`` still tests such a feature); NaN
+    counts as p = 1 in BH and its q is NaN.
     """
     x = layer_matrix(adata, layer)
     is_case, is_ctrl = case_control_masks(adata.obs, condition, case, control)
@@ -181,11 +244,15 @@ def test_features(
     n1, n2 = len(xc), len(xk)
     mean_c, mean_k = xc.mean(axis=0), xk.mean(axis=0)
     u_stat, mw_p = mann_whitney(xc, xk)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # constant groups: handled below
         welch = sst.ttest_ind(xc, xk, axis=0, equal_var=False)
     const = (np.ptp(np.vstack([xc, xk]), axis=0) == 0)
     p = np.where(const | np.isnan(mw_p), 1.0, mw_p)
-    welch_p = np.where(np.isnan(welch.pvalue), np.where(mean_c == mean_k, 1.0, 0.0), welch.pvalue)
+    # both groups with zero variance: the t statistic is ±inf or 0/0 and has no null distribution,
+    # so the Welch p is undefined (NaN; scipy says 0). Equal values everywhere: untested, p = 1
+    flat = (np.ptp(xc, axis=0) == 0) & (np.ptp(xk, axis=0) == 0)
+    welch_p = np.where(const, 1.0, np.where(flat, np.nan, welch.pvalue))
     auroc = u_stat / (n1 * n2)
     sel = is_case | is_ctrl
     cov = covariate_frame(adata.obs.loc[sel], covariates)
@@ -209,9 +276,21 @@ def test_features(
         "n_case": n1,
         "n_control": n2,
     })
-    df["direction"] = np.where(df["mean_diff"] > 0, "up", np.where(df["mean_diff"] < 0, "down", "none"))
+    df["welch_q"] = np.where(np.isnan(welch_p), np.nan, df["welch_q"])
+    df["q_adjusted"] = np.where(np.isnan(p_adj), np.nan, df["q_adjusted"])
+    df["direction"] = auroc_direction(auroc)
     df.attrs["covariates_used"] = list(cov.columns)
     return df[list(STAT_COLUMNS)]
+
+
+def auroc_direction(auroc: np.ndarray) -> np.ndarray:
+    """``"up"`` where AUROC > ½ (cases tend higher), ``"down"`` where < ½, ``"none"`` at ½ or NaN.
+
+    The direction of the Mann-Whitney statistic that gives ``p`` and the rank, not of the mean
+    difference (a few large control values can make the means disagree with the ranks).
+    """
+    a = np.asarray(auroc, dtype=np.float64)
+    return np.where(a > 0.5, "up", np.where(a < 0.5, "down", "none"))
 
 
 def rank_features(table: pd.DataFrame) -> pd.DataFrame:

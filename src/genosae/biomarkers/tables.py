@@ -9,13 +9,14 @@ import numpy as np
 import pandas as pd
 
 from genosae.biomarkers.calibration import PermutationResult
-from genosae.biomarkers.profiles import LocusProfiles, catalog_feature_ids
-from genosae.biomarkers.stats import layer_matrix, rank_features
+from genosae.biomarkers.profiles import LocusProfiles, catalog_claims, catalog_feature_ids
+from genosae.biomarkers.stats import auroc_direction, layer_matrix, rank_features
 
 BIOMARKER_COLUMNS = (
     "rank", "feature", "label", "direction", "mean_diff", "log2fc", "cliffs_delta", "auroc", "p", "q",
     "q_adjusted", "empirical_p", "empirical_p_maxstat", "welch_p", "coef_adjusted", "p_adjusted", "mean_case",
-    "mean_control", "n_case", "n_control", "best_concept", "concept_f1", "best_motif", "motif_score",
+    "mean_control", "n_case", "n_control", "best_concept", "concept_f1", "best_motif", "motif_q",
+    "motif_source",
     "top_loci", "n_sig_loci",
 )
 LOCI_COLUMNS = (
@@ -104,7 +105,10 @@ def biomarker_loci(
         out["name"] = out["region_id"].astype(str).map(region_names).fillna(out["region_id"])
     elif "name" not in out.columns:
         out["name"] = out["region_id"]
-    out["direction"] = np.where(out["delta"] > 0, "up", np.where(out["delta"] < 0, "down", "none"))
+    if "auroc" in out.columns and out["auroc"].notna().any():  # cohorts: the locus test's side
+        out["direction"] = auroc_direction(out["auroc"].to_numpy(float))
+    else:  # region designs: one case region against the control mean
+        out["direction"] = np.where(out["delta"] > 0, "up", np.where(out["delta"] < 0, "down", "none"))
     if variants is not None:
         out["variants"] = out["region_id"].astype(str).map(variants).fillna("")
     return out.reindex(columns=list(LOCI_COLUMNS))
@@ -113,12 +117,14 @@ def biomarker_loci(
 def add_peaks(loci: pd.DataFrame, peaks: pd.DataFrame, variants: pd.DataFrame | None = None
               ) -> pd.DataFrame:
     """Join base-pair peaks (:func:`~genosae.biomarkers.loci.locus_peaks`) onto feature × locus rows,
-    with ``peak_to_variant``: bp from the peak to the nearest case-enriched variant of the locus."""
+    with ``peak_to_variant``: bp from the peak to the nearest case-enriched variant of the locus
+    (``case_enriched``: more frequent in cases at Fisher q ≤ α)."""
     out = loci.drop(columns=["peak_pos", "peak_diff", "peak_to_variant"], errors="ignore").merge(
         peaks[["feature", "region_id", "peak_pos", "peak_diff"]], on=["feature", "region_id"], how="left")
     out["peak_to_variant"] = np.nan
     if variants is not None and len(variants) and out["peak_pos"].notna().any():
-        v = variants.loc[variants["freq_diff"] > 0, ["region_id", "pos"]].astype({"region_id": str})
+        v = variants.loc[variants["case_enriched"].astype(bool), ["region_id", "pos"]]
+        v = v.astype({"region_id": str})
         m = out.reset_index().dropna(subset=["peak_pos"]).merge(v, on="region_id")
         if len(m):
             dist = (m["peak_pos"] - m["pos"]).abs().groupby(m["index"]).min()
@@ -133,8 +139,12 @@ def biomarker_table(
     catalog: pd.DataFrame | None = None,
     loci: pd.DataFrame | None = None,
     n_top_loci: int = 3,
+    motif_q_max: float = 0.05,
 ) -> pd.DataFrame:
-    """Ranked biomarker table (columns :data:`BIOMARKER_COLUMNS`, documented in docs/biomarkers.md)."""
+    """Ranked biomarker table (columns :data:`BIOMARKER_COLUMNS`, documented in docs/biomarkers.md).
+
+    Catalogue names are copied only where they passed their test (:func:`catalog_claims`).
+    """
     t = rank_features(stats).copy()
     t["feature"] = t["feature"].astype(str)
     t.insert(0, "rank", np.arange(1, len(t) + 1))
@@ -143,14 +153,7 @@ def biomarker_table(
                     on="feature", how="left")
     if catalog is not None and "feature" in catalog.columns:
         cat = catalog.assign(feature=catalog_feature_ids(catalog, list(t["feature"])))
-        cat = cat.drop_duplicates("feature")
-        ren = {"f1": "concept_f1"}
-        if "motif_score" not in cat.columns and "motif_q" in cat.columns:
-            ren["motif_q"] = "motif_score"
-        cat = cat.rename(columns=ren)
-        keep = ["feature"] + [c for c in ("label", "best_concept", "concept_f1", "best_motif",
-                                          "motif_score") if c in cat.columns]
-        t = t.merge(cat[keep], on="feature", how="left")
+        t = t.merge(catalog_claims(cat, motif_q_max=motif_q_max), on="feature", how="left")
     if loci is not None and len(loci):
         lab = loci.sort_values(["feature", "locus_rank"])
         lab = lab[lab["locus_rank"] <= n_top_loci]

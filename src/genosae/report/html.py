@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from genosae._io import atomic_path, write_table
+from genosae.biomarkers.calibration import calibration_text
 
 DASHBOARD_LINK = "../../features/dashboards/feature_{id}.html"
 
@@ -102,18 +103,22 @@ def _bar_plot(labels: list[str], values: list[float], xlabel: str) -> str:
     return _png(fig)
 
 
-def _fpr_plot(fpr: list[float], alpha: float) -> str:
+def _rejections_plot(rejections: list[int], summary: Mapping[str, Any]) -> str:
+    """Histogram of the number of features rejected (BH q ≤ α) per label permutation."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    r = np.asarray(rejections, dtype=int)
+    counts = np.bincount(r) if r.size else np.zeros(1, int)
     fig, ax = plt.subplots(figsize=(6, 3))
-    ax.hist(fpr, bins=30, color="tab:gray")
-    ax.axvline(alpha, color="tab:red", ls="--", label=f"α = {alpha}")
-    ax.set_xlabel("fraction of features with q ≤ α under permuted labels")
+    ax.bar(np.arange(counts.size), counts, color=["tab:gray"] + ["tab:red"] * (counts.size - 1))
+    ax.set_xlabel("features with q ≤ α under one permuted labelling")
     ax.set_ylabel("permutations")
-    ax.legend(fontsize=8)
+    ax.set_title(f"family-wise rate {float(summary['familywise_rate']):.3f} "
+                 f"({float(summary['familywise_ci_low']):.3f}–{float(summary['familywise_ci_high']):.3f}), "
+                 f"α = {summary['alpha']}", fontsize=9)
     return _png(fig)
 
 
@@ -145,7 +150,7 @@ def _feature_table(rows: pd.DataFrame, *, adjusted: bool = False) -> str:
     stat = (["coef_adjusted", "p_adjusted", "q_adjusted", "q"] if adjusted
             else ["cliffs_delta", "auroc", "log2fc", "p", "q", "q_adjusted", "empirical_p"])
     shown = [c for c in ["rank", "feature", "label", "direction", *stat, "n_sig_loci", "best_concept",
-                         "best_motif", "top_loci"] if c in rows.columns]
+                         "best_motif", "motif_q", "top_loci"] if c in rows.columns]
     out = rows[shown].copy()
     for c in out.columns:
         if out[c].dtype == object:
@@ -184,7 +189,9 @@ def render_report(
     parts += ["<h2>Volcano plot</h2>", volcano_plot(biomarkers, alpha)]
     parts += [f"<h2>Top {min(n_top, len(biomarkers))} features without covariates</h2>",
               '<p class="note">Two-sided Mann-Whitney U on the per-unit mean activation, BH q over '
-              "features; ranked by q, then p, then |Cliff's delta|. Feature ids link to the feature "
+              "features; ranked by q, then p, then |Cliff's delta|; direction = side of ½ of the "
+              "AUROC. A concept or motif name is shown only where it passed its test in the feature "
+              "catalogue (motif_q is its Tomtom q-value). Feature ids link to the feature "
               "dashboards.</p>", _feature_table(biomarkers.head(n_top))]
     if "q_adjusted" in biomarkers.columns:
         adj = biomarkers.sort_values(["q_adjusted", "p_adjusted", "rank"], kind="stable").head(n_top)
@@ -200,7 +207,8 @@ def render_report(
                   '<p class="note">Every feature tested at every locus (Mann-Whitney U of the samples\' '
                   "locus mean activation, equivalently of their delta to the reference haplotype; "
                   "BH over all feature × locus pairs). Loci ranked by the number of features with "
-                  f"q ≤ {alpha}; <i>variants</i> are the locus's most case-enriched variants.</p>",
+                  f"q ≤ {alpha}; <i>variants</i> are the locus's most case-enriched variants (more "
+                  "frequent in cases, Fisher's exact test of carriers, BH q ≤ α).</p>",
                   locus_plot(locus_table), _table(locus_table.head(n_top))]
     if loci is not None and len(loci):
         top5 = biomarkers["feature"].astype(str).head(5)
@@ -217,13 +225,15 @@ def render_report(
     else:
         parts.append('<p class="note">not run</p>')
     parts += ["<h2>Calibration (label permutations)</h2>"]
-    if calibration:
-        cal = {k: v for k, v in calibration.items() if k != "fpr_per_permutation"}
-        ok = calibration.get("observed_fpr", np.nan) <= calibration.get("alpha", alpha)
-        parts += [_kv(cal), f"<p>Observed false-positive rate under permuted labels is "
-                  f"{'within' if ok else '<b>above</b>'} α.</p>"]
-        if calibration.get("fpr_per_permutation"):
-            parts.append(_fpr_plot(list(calibration["fpr_per_permutation"]), calibration.get("alpha", alpha)))
+    if calibration and "familywise_rate" in calibration:
+        cal = {k: v for k, v in calibration.items() if k != "rejections_per_permutation"}
+        parts += [f"<p>{html.escape(calibration_text(calibration))}</p>", _kv(cal)]
+        if calibration.get("rejections_per_permutation"):
+            parts.append(_rejections_plot(list(calibration["rejections_per_permutation"]), calibration))
+    elif calibration:
+        parts.append('<p class="note">calibration.json was written by an older genosae (it holds the '
+                     "mean fraction of features rejected, which does not bound the chance of a false "
+                     "discovery); re-run <code>genosae biomarkers</code> for the family-wise rate.</p>")
     else:
         parts.append('<p class="note">not run</p>')
     parts += ["<h2>Model and SAE metrics</h2>", _kv(sae_metrics)]
@@ -253,7 +263,7 @@ def write_report(
     """Write ``biomarkers.csv``, ``biomarker_loci.csv`` and ``report.html`` into ``out_dir``.
 
     ``adata`` (profiles) adds unit counts to the QC section; ``catalog`` adds the number of features
-    with a captured concept. Returns the written paths by name.
+    whose concept passed its test (``captured``). Returns the written paths by name.
     """
     from genosae.biomarkers.profiles import versions as _versions
 
@@ -269,9 +279,9 @@ def write_report(
         qc["features"] = int(adata.n_vars)
         mean = adata.layers["mean"] if "mean" in adata.layers else adata.X
         qc["features never active"] = int((np.asarray(mean).max(axis=0) <= 0).sum())
-    if catalog is not None and "best_concept" in catalog.columns:
-        qc["catalogue features with a concept"] = int(
-            catalog["best_concept"].fillna("").astype(str).str.len().gt(0).sum())
+    if catalog is not None and "captured" in catalog.columns:
+        qc["catalogue features with a captured concept"] = int(
+            catalog["captured"].fillna(False).astype(bool).sum())
     paths = {"biomarkers": out / "biomarkers.csv", "loci": out / "biomarker_loci.csv",
              "report": out / html_name}
     write_table(biomarkers, paths["biomarkers"])
