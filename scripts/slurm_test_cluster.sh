@@ -10,7 +10,7 @@
 # its GPU requests are scheduled and show in the jobs' records. Partitions "cpu" and "gpu" match the
 # profile. The cluster's slurm.conf is linked to /etc/slurm/slurm.conf while it runs (job steps read the
 # default path); a real config there is never replaced. There is no accounting database: no account is set, and job status is read with squeue
-# (MinJobAge keeps finished jobs visible for 10 minutes).
+# (MinJobAge keeps finished jobs visible for 2 hours).
 set -euo pipefail
 
 cmd="${1:-}"
@@ -84,7 +84,7 @@ JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 MpiDefault=none
 ReturnToService=2
-MinJobAge=600
+MinJobAge=7200
 KillWait=5
 InactiveLimit=0
 GresTypes=gpu

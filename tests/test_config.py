@@ -107,6 +107,6 @@ def test_simulated_design_paths_follow_outdir(tmp_path):
     assert cfg["designs"]["coh"]["regions"] == f"{tmp_path}/elsewhere/simulate/coh/regions.bed"
     demo = load_config(ROOT / "config/config.yaml", check_files=False)
     assert demo["designs"]["cohort"]["samples"] == "results/simulate/cohort/samples.tsv"
-    with pytest.raises(InputError, match="designs.coh.samples"):
+    with pytest.raises(InputError, match=r"designs\.coh\.samples"):
         validate_config({"outdir": "out", "designs": {"coh": {"kind": "cohort", "simulate": {},
                                                               "samples": "results/simulate/coh/samples.tsv"}}})

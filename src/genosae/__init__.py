@@ -24,7 +24,7 @@ def _register_auto_classes() -> None:
 class _RegisterWhenTransformersLoads(importlib.abc.MetaPathFinder):
     """Finds ``transformers`` with the other finders and registers genosae's model once it has loaded."""
 
-    def find_spec(self, fullname: str, path: object = None, target: object = None):  # noqa: ANN201
+    def find_spec(self, fullname: str, path: object = None, target: object = None):
         if fullname != "transformers":
             return None
         sys.meta_path.remove(self)

@@ -26,14 +26,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("encode-features", help="SAE feature activations of every token of a store (sparse)")
     p.add_argument("--store", required=True, help="activation store folder (genosae embed)")
-    p.add_argument("--sae", required=True, help="SAE folder (genosae train-sae)")
+    p.add_argument("--sae", required=True,
+                   help="SAE: genosae or SAELens folder, or Goodfire .pt (checked against the store)")
     p.add_argument("--out", required=True, help="output folder (codes.npz, tokens.parquet, meta.json)")
     p.set_defaults(func=_encode_features)
 
     p = sub.add_parser("window-acts", help="SAE feature sums/maxima/active counts per window of a store "
                        "(streamed; what profiles and biomarkers need)")
     p.add_argument("--store", required=True, help="activation store folder (genosae embed)")
-    p.add_argument("--sae", required=True, help="SAE folder (genosae train-sae)")
+    p.add_argument("--sae", required=True,
+                   help="SAE: genosae or SAELens folder, or Goodfire .pt (checked against the store)")
     p.add_argument("--threshold", type=float, default=0.0, help="activation counted as active above this")
     p.add_argument("--out", required=True, help="output folder (window_acts.npz, meta.json)")
     p.set_defaults(func=_window_acts)
@@ -61,9 +63,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def _encode_features(args: argparse.Namespace) -> int:
     from genosae.features.activations import feature_activations
     from genosae.model.store import ActivationStore
+    from genosae.sae.external import expectations_from_store
     from genosae.sae.io import load_sae
 
-    acts = feature_activations(load_sae(args.sae), ActivationStore(args.store))
+    store = ActivationStore(args.store)
+    acts = feature_activations(load_sae(args.sae, **expectations_from_store(store)), store)
     acts.save(args.out)
     print(f"{acts.n_tokens} tokens x {acts.n_features} features, {acts.codes.nnz} nonzero -> {args.out}")
     return 0
@@ -72,9 +76,11 @@ def _encode_features(args: argparse.Namespace) -> int:
 def _window_acts(args: argparse.Namespace) -> int:
     from genosae.features.activations import window_activations
     from genosae.model.store import ActivationStore
+    from genosae.sae.external import expectations_from_store
     from genosae.sae.io import load_sae
 
-    wa = window_activations(load_sae(args.sae), ActivationStore(args.store), threshold=args.threshold)
+    store = ActivationStore(args.store)
+    wa = window_activations(load_sae(args.sae, **expectations_from_store(store)), store, threshold=args.threshold)
     wa.meta.update(sae=str(args.sae), store=str(args.store))
     wa.save(args.out)
     print(f"{wa.n_windows} windows x {len(wa.feature_names)} features "

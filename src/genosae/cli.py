@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "genosae.model._cli",
     "genosae.sae._cli",
     "genosae.features._cli",
+    "genosae.tracks._cli",
     "genosae.biomarkers._cli",
     "genosae.report._cli",
 )

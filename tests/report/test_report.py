@@ -53,3 +53,32 @@ def test_report_refuses_to_restate_an_old_calibration_figure():
                                                       "n_permutations": 10})
     section = html.split("Calibration (label permutations)")[1].split("<h2>")[0]
     assert "older genosae" in section and "within" not in section
+
+
+def test_report_shows_feature_trust_beside_the_control(tmp_path):
+    import json
+
+    from genosae.report import features_section_inputs, render_report
+
+    d = tmp_path / "features"
+    d.mkdir()
+    (d / "features.json").write_text(json.dumps({
+        "split": {"rule": "chromosome", "n_calibration_windows": 90, "n_heldout_windows": 10},
+        "n_candidates": {"sae": 16, "control": 16, "neuron": 8, "random": 16},
+        "motif_naming": {"n_named": 3, "n_features": 16, "q_max": 0.01, "expected_false_names": 0.2,
+                         "expected_false_names_upper95": 1.1, "flagged_motifs": ["GAL4"], "max_share": 0.05},
+        "control": {"motif_naming": {"n_named": 1}}}))
+    pd.DataFrame({"concept": ["CDS", "motif:REB1"], "prevalence": [0.7, 0.01], "trivial_f1": [0.8, 0.02],
+                  "best_sae_feature": ["f1", "f2"], "best_sae_f1": [0.91, 0.6], "best_control_f1": [0.42, 0.1],
+                  "best_neuron_f1": [0.7, 0.2], "best_random_f1": [0.5, 0.1]}).to_csv(d / "baseline_summary.csv", index=False)
+    pd.DataFrame({"motif_name": ["REB1"], "n_sites_calibration": [40], "n_sites_heldout": [12], "sae_unit": ["f2"],
+                  "sae_f1": [0.6], "control_f1": [0.1], "neuron_f1": [0.2], "random_f1": [0.1],
+                  "captured": [True]}).to_csv(d / "motif_capture.csv", index=False)
+    bio = pd.DataFrame({"rank": [1], "feature": ["f1"], "q": [0.01], "p": [0.001], "auroc": [0.9],
+                        "direction": ["up"], "log2fc": [1.0], "mean_diff": [0.5], "cliffs_delta": [0.8]})
+    page = render_report(biomarkers=bio, features=features_section_inputs(d))
+    section = page[page.index("How far the feature names can be trusted"):]
+    assert "3 of 16 features carry a motif name" in section and "expect 0.2 false names" in section
+    assert "GAL4" in section and "Control model: 1 features named" in section
+    assert "best_control_f1" in section and "0.42" in section and "motif:REB1" not in section.split("<h3>Motif")[0]
+    assert "1 of 1 motifs captured" in section and "candidates: control model SAE" in section

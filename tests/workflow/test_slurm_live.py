@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest

@@ -52,4 +52,4 @@ rule report:
     shell:
         genosae("report")
         + " --design {wildcards.design} --biomarkers-dir {params.outdir}"
-        f" --sae-metrics {{input.sae_metrics}} --out {{output}} > {{log}} 2>&1"
+        f" --sae-metrics {{input.sae_metrics}} --features-dir {OUT}/features --out {{output}} > {{log}} 2>&1"

@@ -12,7 +12,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("features", help="align SAE features to genomic concepts/motifs; catalogue + dashboards")
     p.add_argument("--config", required=True, help="YAML config (its `features` section)")
     p.add_argument("--store", required=True, help="activation store folder (genosae embed)")
-    p.add_argument("--sae", required=True, help="SAE folder (genosae train-sae)")
+    p.add_argument("--sae", required=True,
+                   help="SAE: genosae or SAELens folder, or Goodfire .pt (checked against the store)")
     p.add_argument("--reference-dir", default="results/reference",
                    help="folder with concepts.tsv.gz, motifs.meme and genome.fa")
     p.add_argument("--out", default="results/features", help="output folder")
@@ -47,6 +48,7 @@ def _features(args: argparse.Namespace) -> int:
     from genosae.genome.reference import Reference
     from genosae.genome.windows import window_sequences
     from genosae.model.store import ActivationStore
+    from genosae.sae.external import expectations_from_store
     from genosae.sae.io import load_sae
 
     config = load_config(args.config, check_files=False)
@@ -62,12 +64,12 @@ def _features(args: argparse.Namespace) -> int:
     motifs = read_motif_file(motif_path) if motif_path.exists() else None
     reference = Reference.open(_need(ref_dir / "genome.fa", "reference FASTA"))
     store = ActivationStore(args.store)
-    sae = load_sae(args.sae)
-    replicate = load_sae(args.sae_replicate) if args.sae_replicate else None
+    sae = load_sae(args.sae, **expectations_from_store(store))
+    replicate = load_sae(args.sae_replicate, **expectations_from_store(store)) if args.sae_replicate else None
     if bool(args.control_store) != bool(args.control_sae):
         raise InputError("--control-store and --control-sae go together", record="--control-store")
     control_store = ActivationStore(args.control_store) if args.control_store else None
-    control_sae = load_sae(args.control_sae) if args.control_sae else None
+    control_sae = load_sae(args.control_sae, **expectations_from_store(control_store)) if args.control_sae else None
     gene_rows = concepts[concepts["concept"] == "gene"]
     if gene_rows.empty:
         gene_rows = concepts[concepts["concept"] == "CDS"]

@@ -18,6 +18,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--biomarkers-dir", required=True, help="folder written by `genosae biomarkers`")
     p.add_argument("--sae-metrics", default=None, nargs="*",
                    help="metrics JSON file(s) of the model/SAE (e.g. results/sae/main/metrics.json)")
+    p.add_argument("--features-dir", default=None,
+                   help="features step folder (results/features): adds concept/motif capture vs the control")
     p.add_argument("--out", required=True, help="output HTML, e.g. results/biomarkers/NAME/report.html")
     p.set_defaults(func=_report)
 
@@ -33,7 +35,7 @@ def _json(path: Path) -> dict:
 
 def _report(args: argparse.Namespace) -> int:
     from genosae.config import load_config
-    from genosae.report.html import write_html
+    from genosae.report.html import features_section_inputs, write_html
 
     config = load_config(args.config, check_files=False)
     d = Path(args.biomarkers_dir)
@@ -60,6 +62,7 @@ def _report(args: argparse.Namespace) -> int:
     write_html(args.out, biomarkers=biomarkers, loci=loci, locus_table=locus_table, baselines=baselines,
                calibration=_json(d / "calibration.json"), sae_metrics=metrics, config=config,
                design_summary=summary, alpha=config["biomarkers"]["alpha"],
+               features=features_section_inputs(args.features_dir) if args.features_dir else None,
                title=f"genosae biomarkers: {args.design}")
     print(f"report -> {args.out}")
     return 0

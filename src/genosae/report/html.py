@@ -172,11 +172,17 @@ def render_report(
     config: Mapping[str, Any] | None = None,
     design_summary: Mapping[str, Any] | None = None,
     versions: Mapping[str, str] | None = None,
+    features: Mapping[str, Any] | None = None,
     alpha: float = 0.05,
     n_top: int = 20,
     title: str = "genosae biomarker report",
 ) -> str:
-    """The report as one HTML string (no external files: plots are inline base64 PNGs)."""
+    """The report as one HTML string (no external files: plots are inline base64 PNGs).
+
+    ``features`` (:func:`features_section_inputs`) adds how far the feature names can be trusted: concept
+    and motif capture of the SAE beside the control model, neurons and random directions, and the motif
+    names against their null.
+    """
     n_sig = int((biomarkers["q"] <= alpha).sum())
     covs = (design_summary or {}).get("covariates_used") or []
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
@@ -236,12 +242,76 @@ def render_report(
                      "discovery); re-run <code>genosae biomarkers</code> for the family-wise rate.</p>")
     else:
         parts.append('<p class="note">not run</p>')
+    if features:
+        parts += _features_section(features)
     parts += ["<h2>Model and SAE metrics</h2>", _kv(sae_metrics)]
     parts += ["<h2>Package versions</h2>", _kv(versions)]
     parts += ["<h2>Config</h2>",
               f"<pre>{html.escape(json.dumps(config or {}, indent=2, default=str))}</pre>"]
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+_SETS = {"sae": "SAE", "control": "control model SAE", "neuron": "neurons", "random": "random directions"}
+
+
+def features_section_inputs(features_dir: str | Path) -> dict[str, Any]:
+    """What the report shows of the features step: ``features.json``, ``baseline_summary.csv`` and
+    ``motif_capture.csv`` of ``features_dir`` (missing files are left out)."""
+    d = Path(features_dir)
+    out: dict[str, Any] = {}
+    if (d / "features.json").exists():
+        out["info"] = json.loads((d / "features.json").read_text())
+    for key, name in (("concepts", "baseline_summary.csv"), ("motif_capture", "motif_capture.csv")):
+        if (d / name).exists() and (d / name).stat().st_size > 1:
+            out[key] = pd.read_csv(d / name)
+    return out
+
+
+def _features_section(features: Mapping[str, Any]) -> list[str]:
+    info = features.get("info") or {}
+    split = info.get("split") or {}
+    cand = info.get("n_candidates") or {}
+    parts = ["<h2>How far the feature names can be trusted</h2>",
+             '<p class="note">Every unit set (SAE features, the same SAE trained on the randomly initialised '
+             "control model, single neurons, random directions) gets its unit and threshold chosen on the "
+             f"calibration windows and is scored on the held-out ones ({html.escape(str(split.get('rule', '?')))} "
+             f"split, {split.get('n_calibration_windows', '?')} / {split.get('n_heldout_windows', '?')} windows); "
+             "a set with more candidates has more chances, so the candidate counts are shown. A concept "
+             "or motif counts as captured only where the SAE beats the control model and random "
+             "directions.</p>",
+             _kv({f"candidates: {_SETS.get(k, k)}": v for k, v in cand.items()})]
+    concepts = features.get("concepts")
+    if concepts is not None and len(concepts):
+        sets = [k for k in _SETS if f"best_{k}_f1" in concepts]
+        c = concepts[~concepts["concept"].astype(str).str.startswith("motif:")]
+        c = c.sort_values("best_sae_f1", ascending=False).head(15)
+        cols = ["concept", "prevalence", "trivial_f1", "best_sae_feature", *[f"best_{k}_f1" for k in sets]]
+        parts += ["<h3>Concepts (held-out F1 of each set's calibration-chosen unit)</h3>",
+                  _table(c[cols].round(3))]
+    naming = info.get("motif_naming") or {}
+    if naming:
+        flagged = naming.get("flagged_motifs") or []
+        control = (info.get("control") or {}).get("motif_naming") or {}
+        text = (f"{naming.get('n_named', 0)} of {naming.get('n_features', '?')} features carry a motif name "
+                f"(Tomtom q ≤ {naming.get('q_max')}, better than column-shuffled queries and than the "
+                f"pseudo-feature nulls); the nulls expect {naming.get('expected_false_names')} false names "
+                f"(95 % upper bound {naming.get('expected_false_names_upper95')}). Motifs naming more than "
+                f"{100 * float(naming.get('max_share', 0.05)):.0f} % of features: "
+                f"{', '.join(flagged) if flagged else 'none'}.")
+        if control:
+            text += f" Control model: {control.get('n_named', 0)} features named."
+        parts += ["<h3>Motif names</h3>", f"<p>{html.escape(text)}</p>"]
+    capture = features.get("motif_capture")
+    if capture is not None and len(capture):
+        sets = [k for k in _SETS if f"{k}_f1" in capture]
+        cols = ["motif_name", "n_sites_calibration", "n_sites_heldout", "sae_unit", *[f"{k}_f1" for k in sets],
+                "captured"]
+        top = capture.sort_values("sae_f1", ascending=False).head(15)
+        parts += ["<h3>Motif capture (FIMO sites: token precision × site recall, held-out F1)</h3>",
+                  f'<p class="note">{int(capture["captured"].sum())} of {len(capture)} motifs captured.</p>',
+                  _table(top[cols].round(3))]
+    return parts
 
 
 def write_report(

@@ -33,7 +33,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate-sae", help="held-out reconstruction, sparsity and spliced-in LM loss")
     p.add_argument("--config", required=True)
     p.add_argument("--store", required=True, help="activation store the SAE was trained on")
-    p.add_argument("--sae", required=True, help="SAE folder written by train-sae")
+    p.add_argument("--sae", required=True, help="SAE folder written by train-sae (or SAELens / Goodfire .pt)")
     p.add_argument("--out", required=True, help="metrics JSON (a CSV is written beside it)")
     p.add_argument("--reference-dir", default=None,
                    help="prepared reference folder (genome.fa): adds the spliced-in LM loss on "
@@ -116,10 +116,11 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from genosae.sae.evaluate import evaluate_sae, write_metrics
+    from genosae.sae.external import expectations_from_store
     from genosae.sae.io import load_sae
 
     config, store, held, device = _setup(args.config, args.store, args.device, getattr(args, "threads", None))
-    sae = load_sae(args.sae, device=device)
+    sae = load_sae(args.sae, device=device, **expectations_from_store(store))
     adapter = sequences = None
     if args.reference_dir is not None:
         adapter, sequences = _lm_inputs(config, store, held, Path(args.reference_dir),

@@ -20,6 +20,10 @@ Normalisation choice: it is **folded into the weights** (exact: ``W_enc*s``, ``W
 ``b_dec/s + mean``), so ``sae_lens.SAE.load_from_disk`` needs no normalisation hook and produces
 the same codes and reconstruction as ours. ``normalization.json`` keeps mean and scale so
 :func:`load_sae` can return the training-space weights (unit-norm decoder rows).
+
+:func:`load_sae` also reads SAEs trained elsewhere (SAELens folders without ``metadata.genosae``,
+Goodfire Evo 2 ``.pt`` checkpoints) through :mod:`genosae.sae.external`, so every step that loads an
+SAE accepts them.
 """
 
 from __future__ import annotations
@@ -123,20 +127,49 @@ def save_sae(sae: SAE, out_dir: str | os.PathLike[str], *, metadata: dict[str, A
 
 
 def load_sae(path: str | os.PathLike[str], *, architecture: str | None = None,
-             device: str = "cpu", check: bool = True, atol: float = 1e-4) -> SAE:
-    """Load an SAE saved by :func:`save_sae`, refusing anything that does not match.
+             device: str = "cpu", check: bool = True, atol: float = 1e-4,
+             expect_model: str | None = None, expect_layer: int | None = None,
+             k: int | None = None) -> SAE:
+    """Load an SAE: a genosae folder (:func:`save_sae`), a SAELens folder or a Goodfire ``.pt``.
 
-    The architecture in ``metadata.genosae`` must agree with the SAELens ``architecture`` field,
-    with the tensors present and with ``architecture`` when given; with ``check`` the stored
-    reference inputs are re-encoded and must reproduce the stored codes and reconstruction (so a
-    TopK SAE can never come back as a ReLU one).
+    The format is detected (:func:`genosae.sae.external.detect_format`); SAEs trained elsewhere
+    are read by :mod:`genosae.sae.external`. For a genosae folder the architecture in
+    ``metadata.genosae`` must agree with the SAELens ``architecture`` field, with the tensors present
+    and with ``architecture`` when given; with ``check`` the stored reference inputs are re-encoded
+    and must reproduce the stored codes and reconstruction (so a TopK SAE can never come back as a
+    ReLU one).
+
+    Parameters
+    ----------
+    expect_model, expect_layer
+        The model (path or hub id; compared by :func:`~genosae.sae.external.model_key`) and layer
+        the activations come from; an SAE recording another is refused, and an external SAE that
+        records none is refused (:func:`~genosae.sae.external.check_provenance`).
+    k
+        Goodfire checkpoints only: active latents per token (default: the sidecar's, else 64).
 
     Raises
     ------
     InputError
-        Missing files, unknown or inconsistent architecture, failed self-check.
+        Missing files, unknown or inconsistent architecture, failed self-check, wrong model/layer.
     """
-    folder = Path(path)
+    from genosae.sae.external import check_provenance, detect_format, load_goodfire, load_saelens
+
+    fmt, where = detect_format(path)
+    if fmt == "genosae":
+        sae = _load_genosae(where, architecture=architecture, device=device, check=check, atol=atol)
+    else:
+        sae = load_saelens(where, device=device) if fmt == "saelens" else load_goodfire(where, k=k, device=device)
+        if architecture is not None and architecture != sae.architecture():
+            raise InputError(f"this is a {sae.architecture()!r} SAE, not {architecture!r}", path=where,
+                             record="architecture")
+    check_provenance(sae, expect_model=expect_model, expect_layer=expect_layer, path=where,
+                     require=fmt != "genosae")
+    return sae
+
+
+def _load_genosae(folder: Path, *, architecture: str | None, device: str, check: bool, atol: float) -> SAE:
+    """The genosae-folder branch of :func:`load_sae`."""
     cfg_path = folder / CFG_NAME
     for name in (CFG_NAME, WEIGHTS_NAME, NORM_NAME):
         if not (folder / name).exists():
