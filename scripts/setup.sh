@@ -7,7 +7,8 @@
 # Puts the CPU build of torch in place when no torch is installed (GPU users: install your CUDA torch
 # into the environment first; an existing torch is kept). Installs the package editable with the dev
 # extras (pytest, notebook kernel, SAELens, the SLURM executor plugin, ...). As root on Debian/Ubuntu it
-# also installs slurm-wlm and munge for the live-SLURM workflow test (GENOSAE_SKIP_SLURM=1 skips that).
+# also installs slurm-wlm and munge for the live-SLURM workflow test (GENOSAE_SKIP_SLURM=1 skips that) and
+# Debian's chromium for the headless-browser report test (GENOSAE_SKIP_BROWSER=1 skips that).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +37,12 @@ fi
 "$PY" -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 "$PY" -c "import genosae, torch, snakemake_executor_plugin_slurm; print(f'[setup] genosae {genosae.__version__}, torch {torch.__version__}, python {__import__(\"sys\").executable}')"
 
+if [[ "${GENOSAE_SKIP_BROWSER:-0}" != 1 ]] && [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null \
+    && ! command -v chromium >/dev/null; then
+  # headless Chromium renders report.html and the dashboards in tests/report/test_browser.py
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "[setup] chromium not installed: the headless-browser test will skip"
+fi
 if [[ "${GENOSAE_SKIP_SLURM:-0}" != 1 ]]; then
   if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
     bash scripts/slurm_test_cluster.sh install || echo "[setup] slurm-wlm/munge not installed: the live-SLURM test will skip"

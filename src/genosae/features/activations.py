@@ -197,17 +197,7 @@ def iter_token_batches(
     :func:`feature_activations`). Memory is one shard.
     """
     windows = store.windows
-    n_done = 0
-    for shard in store.iter_shards():
-        acts = np.asarray(shard["acts"])
-        keep = _keep_mask(shard, exclude_special)
-        if max_tokens is not None:
-            room = max_tokens - n_done
-            if room <= 0:
-                break
-            keep &= np.cumsum(keep) <= room
-        idx = np.flatnonzero(keep)
-        n_done += idx.size
+    for shard, acts, keep, idx in _kept_shards(store, exclude_special, max_tokens):
         if idx.size == 0:
             continue
         tokens = _token_frame(shard, keep, windows)
@@ -224,6 +214,22 @@ def iter_token_batches(
         for a, b in itertools.pairwise(cuts):
             if b > a:
                 yield acts[idx[a:b]].astype(np.float32, copy=False), tokens.iloc[a:b].reset_index(drop=True)
+
+
+def _kept_shards(store: StoreLike, exclude_special: bool, max_tokens: int | None
+                 ) -> Iterator[tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray]]:
+    """``(shard, acts, keep mask, kept row indices)`` per shard, up to the first ``max_tokens`` kept tokens."""
+    n_done = 0
+    for shard in store.iter_shards():
+        keep = _keep_mask(shard, exclude_special)
+        if max_tokens is not None:
+            room = max_tokens - n_done
+            if room <= 0:
+                return
+            keep &= np.cumsum(keep) <= room
+        idx = np.flatnonzero(keep)
+        n_done += idx.size
+        yield shard, np.asarray(shard["acts"]), keep, idx
 
 
 def _keep_mask(shard: dict[str, Any], exclude_special: bool) -> np.ndarray:
@@ -335,21 +341,11 @@ def _collect(
     windows = store.windows
     blocks: list[sp.csr_matrix] = []
     frames: list[pd.DataFrame] = []
-    n_done = 0
-    for shard in store.iter_shards():
-        acts = np.asarray(shard["acts"])
-        keep = _keep_mask(shard, exclude_special)
-        if max_tokens is not None:
-            room = max_tokens - n_done
-            if room <= 0:
-                break
-            keep &= np.cumsum(keep) <= room
-        idx = np.flatnonzero(keep)
+    for shard, acts, keep, idx in _kept_shards(store, exclude_special, max_tokens):
         for lo in range(0, len(idx), batch_size):
             out = np.asarray(transform(acts[idx[lo:lo + batch_size]]), dtype=np.float32)
             blocks.append(sp.csr_matrix(out))  # drops the zeros
         frames.append(_token_frame(shard, keep, windows))
-        n_done += len(idx)
     if not frames:
         raise InputError("the activation store holds no tokens; re-run `genosae embed`",
                          path=getattr(store, "path", None))
