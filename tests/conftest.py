@@ -17,6 +17,17 @@ YEAST_CACHE = TEST_CACHE / "yeast"
 os.environ["GENOSAE_TEST_CACHE"] = str(TEST_CACHE)  # the workflow tests' configs point there too
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one intra-op thread for the test (tiny tensors: more threads only add overhead)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def yeast_reference():
     """:class:`genosae.genome.yeast.YeastReference` (FASTA + GFF3) of S288C, built once into

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from tracks_helpers import Run, make_run
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Every test here on one torch thread (tests/conftest.py::one_thread)."""
 
 
 @pytest.fixture(scope="module")

@@ -615,12 +615,7 @@ def best_per_feature(alignment: pd.DataFrame, *, fdr: float = 0.05) -> pd.DataFr
     backward compatibility and no longer used (significance is a held-out quantity).
     """
     del fdr
-    a = alignment.assign(_order=np.arange(len(alignment)))
-    a = a.sort_values(["feature", "f1_calibration", "_order"], ascending=[True, False, True], kind="mergesort")
-    n = alignment.groupby("feature", sort=False)["concept"].size()
-    out = a.drop_duplicates("feature").drop(columns="_order").set_index("feature")
-    out["n_candidates"] = n.reindex(out.index).to_numpy()
-    return out
+    return _best_by_calibration(alignment, "feature")
 
 
 def best_per_concept(alignment: pd.DataFrame) -> pd.DataFrame:
@@ -629,9 +624,15 @@ def best_per_concept(alignment: pd.DataFrame) -> pd.DataFrame:
     Ties in ``f1_calibration`` go to the first feature in table order. ``n_candidates`` is the number
     of features the choice was made among: compare feature sets only with it in view.
     """
+    return _best_by_calibration(alignment, "concept")
+
+
+def _best_by_calibration(alignment: pd.DataFrame, key: str) -> pd.DataFrame:
+    """Per ``key`` value, the row with the highest ``f1_calibration`` (first in table order on ties),
+    indexed by ``key``, with ``n_candidates`` = the rows it was chosen among."""
     a = alignment.assign(_order=np.arange(len(alignment)))
-    a = a.sort_values(["concept", "f1_calibration", "_order"], ascending=[True, False, True], kind="mergesort")
-    n = alignment.groupby("concept", sort=False)["feature"].size()
-    out = a.drop_duplicates("concept").drop(columns="_order").set_index("concept")
+    a = a.sort_values([key, "f1_calibration", "_order"], ascending=[True, False, True], kind="mergesort")
+    n = alignment.groupby(key, sort=False).size()
+    out = a.drop_duplicates(key).drop(columns="_order").set_index(key)
     out["n_candidates"] = n.reindex(out.index).to_numpy()
     return out
