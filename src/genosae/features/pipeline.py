@@ -124,7 +124,7 @@ def check_same_windows(store: Any, other: Any) -> None:
         (a[c].to_numpy() == b[c].to_numpy()).all() for c in ("chrom", "start", "end", "strand") if c in a and c in b)
     if not same:
         raise InputError("the control model's store does not hold the atlas windows of the trained model's store; "
-                         "embed the same windows table with `genosae embed --model <control>`", path=other.path)
+                         "embed the same windows table with `genosae embed --model <control>`", path=getattr(other, "path", None))
 
 
 def beats_control(alignment: pd.DataFrame, control_best_f1: pd.Series, *, margin: float = 0.1) -> pd.DataFrame:
