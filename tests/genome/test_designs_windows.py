@@ -12,7 +12,13 @@ from genosae.genome.designs import (
     region_design_from_genes,
 )
 from genosae.genome.reference import Reference
-from genosae.genome.variants import read_vcf, sample_haplotype_sequences
+from genosae.genome.variants import (
+    apply_edits,
+    haplotype_positions,
+    parse_edits,
+    read_vcf,
+    sample_haplotype_sequences,
+)
 from genosae.genome.windows import atlas_windows, cohort_windows, make_windows, window_sequences
 
 VCF_HEADER = ("##fileformat=VCFv4.2\n##contig=<ID=chr1,length=3000>\n##contig=<ID=chr2,length=2000>\n"
@@ -47,6 +53,36 @@ def test_haplotypes_apply_snv_and_indels(small_genome, tmp_path):
     from genosae.genome.reference import reverse_complement
 
     assert minus["sequence"].tolist() == [reverse_complement(s[90:111] + "GG" + s[111:140])] * 2
+
+
+def test_haplotype_positions_are_exact_after_indels(small_genome, tmp_path):
+    fasta, _, seqs = small_genome
+    ref = Reference.open(fasta)
+    hap = sample_haplotype_sequences(ref, read_vcf(_vcf(tmp_path, seqs), ref), "S1",
+                                     pd.DataFrame({"chrom": ["chr1"], "start": [90], "end": [140]}))
+    s = seqs["chr1"]
+    # h0: SNV at 100 and the 2-bp deletion after 120; h1: the GG insertion after 110 and the deletion
+    assert [parse_edits(e) for e in hap["edits"]] == [
+        [(100, s[100], "A" if s[100] != "A" else "C"), (120, s[120:123], s[120])],
+        [(110, s[110], s[110] + "GG"), (120, s[120:123], s[120])]]
+    for seq, edits in zip(hap["sequence"], hap["edits"]):
+        pos, inserted = haplotype_positions(90, 140, parse_edits(edits))
+        assert len(pos) == len(seq) and (np.diff(pos) >= 0).all()
+        own = np.array([b == s[p] for b, p in zip(seq, pos)])
+        snv = pos == 100
+        assert own[~inserted & ~snv].all()  # every base but the SNV's alt is its reference base
+        assert pos[-1] == 139 and 121 not in pos and 122 not in pos  # deleted bases are gone
+    pos1, ins1 = haplotype_positions(90, 140, parse_edits(hap["edits"].iat[1]))
+    assert ins1.sum() == 2 and (pos1[ins1] == 110).all()  # GG anchored to the base before them
+    assert pos1[np.flatnonzero(ins1)[-1] + 1] == 111  # and the base after the insertion is 111, not 113
+
+
+def test_apply_edits_skips_overlaps_and_maps_mnv_and_complex():
+    ref = "ACGTACGTAC"
+    seq, applied = apply_edits(ref, 10, [(12, "GT", "TT"), (13, "T", "A"), (15, "CGT", "G")])
+    assert seq == "ACTTA" + "G" + "AC" and applied == [(12, "GT", "TT"), (15, "CGT", "G")]
+    pos, ins = haplotype_positions(10, 20, applied)
+    assert pos.tolist() == [10, 11, 12, 13, 14, 14, 18, 19] and ins.tolist() == [0, 0, 0, 0, 0, 1, 0, 0]
 
 
 def test_vcf_ref_mismatch(small_genome, tmp_path):

@@ -168,3 +168,29 @@ def test_storage_dtype_and_batches(cnn, fasta, tmp_path):
     n = sum(b.shape[0] for b in st.iter_batches(16, exclude_special=True, exclude_n=True))
     tt = st.token_table()
     assert n == int((~tt.is_special & ~tt.has_n).sum()) and tt.has_n.any()
+
+
+@pytest.mark.parametrize("strand", ["+", "-"])
+def test_haplotype_tokens_map_to_exact_reference_bases_after_indels(cnn, fasta, tmp_path, strand):
+    from genosae.genome.variants import apply_edits, format_edits
+
+    ref = CHROMS["chrB"]
+    s, e = 100, 160
+    edits = [(110, ref[110], ref[110] + "TTT"), (130, ref[130:134], ref[130]), (140, ref[140], "N")]
+    hap, applied = apply_edits(ref[s:e], s, edits)
+    seq = reverse_complement(hap) if strand == "-" else hap
+    w = pd.DataFrame({"window_id": ["h"], "chrom": ["chrB"], "start": [s], "end": [e], "strand": [strand],
+                      "sequence": [seq], "edits": [format_edits(applied)]})
+    store = embed_windows(cnn, w, fasta_sequences(fasta), tmp_path / "s", progress=False, storage_dtype="float32")
+    tt = store.token_table()
+    tt = tt[~tt.is_special]
+    assert len(tt) == len(hap) == 60 + 3 - 3
+    # read in forward order, the token bases are the haplotype; each non-inserted one sits on its base
+    fwd = tt if strand == "+" else tt.iloc[::-1]
+    starts = fwd.bp_start.to_numpy()
+    assert (np.diff(starts) >= 0).all() and starts.min() == s and fwd.bp_end.max() == e
+    assert set(range(131, 134)).isdisjoint(starts)  # the deleted bases have no token
+    assert (starts == 110).sum() == 4  # the anchor and the three inserted bases
+    kept = [i for i, p in enumerate(starts) if p not in (110, 140)]
+    assert all(hap[i] == ref[starts[i]] for i in kept)
+    assert starts[-1] == 159 and starts[10:15].tolist() == [110, 110, 110, 110, 111]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,18 +89,80 @@ def read_vcf(path: str | Path, reference: Reference) -> VcfData:
     return VcfData(path, records, samples, genotypes, phase)
 
 
-def _apply(ref: str, start: int, variants: list[tuple[int, str, str]]) -> str:
-    """Apply non-overlapping ``(pos, ref, alt)`` (sorted) to ``ref`` that begins at ``start``."""
-    out, cur = [], 0
-    for pos, r, a in variants:
+Edit = tuple[int, str, str]
+"""One applied allele: ``(pos, ref, alt)`` with ``pos`` 0-based on the reference."""
+
+
+def apply_edits(ref: str, start: int, edits: Sequence[Edit]) -> tuple[str, list[Edit]]:
+    """Apply sorted ``(pos, ref, alt)`` edits to ``ref`` (the reference from ``start``).
+
+    An edit overlapping one already applied is skipped. Returns the haplotype and the edits applied.
+    """
+    out, applied, cur = [], [], 0
+    for pos, r, a in edits:
         off = pos - start
         if off < cur:  # overlaps an applied variant
             continue
         out.append(ref[cur:off])
         out.append(a)
+        applied.append((int(pos), r, a))
         cur = off + len(r)
     out.append(ref[cur:])
-    return "".join(out)
+    return "".join(out), applied
+
+
+def format_edits(edits: Sequence[Edit]) -> str:
+    """``pos:REF:ALT`` joined by ``;`` (the ``edits`` column of haplotype windows); ``""`` for none."""
+    return ";".join(f"{p}:{r}:{a}" for p, r, a in edits)
+
+
+def parse_edits(text: object) -> list[Edit]:
+    """Inverse of :func:`format_edits` (empty, NA or ``None`` give no edits)."""
+    if not isinstance(text, str) or not text:
+        return []
+    out = []
+    for item in text.split(";"):
+        pos, r, a = item.split(":")
+        out.append((int(pos), r, a))
+    return out
+
+
+def haplotype_positions(start: int, end: int, edits: Sequence[Edit]) -> tuple[np.ndarray, np.ndarray]:
+    """Reference coordinate of every base of the haplotype ``apply_edits`` makes from ``[start, end)``.
+
+    Bases outside the edits keep their reference position (those after an indel shifted back by its
+    length); within an edit, the bases ``ref`` and ``alt`` share as a prefix map to their own
+    positions, then a same-length remainder maps base to base (SNVs, MNVs) and any other remainder
+    (inserted bases, the new bases of a complex allele) takes the position of the reference base
+    before it and is flagged ``inserted``. Deleted reference bases have no haplotype base.
+
+    Returns
+    -------
+    positions
+        ``int64 [len(haplotype)]`` 0-based reference coordinates, non-decreasing.
+    inserted
+        ``bool [len(haplotype)]``: the base has no reference base of its own.
+    """
+    pos_parts, ins_parts, cur = [], [], start
+    for pos, r, a in edits:
+        pos_parts.append(np.arange(cur, pos, dtype=np.int64))
+        ins_parts.append(np.zeros(pos - cur, dtype=bool))
+        common = next((i for i, (x, y) in enumerate(zip(r, a)) if x != y), min(len(r), len(a)))
+        rest_r, rest_a = len(r) - common, len(a) - common
+        pos_parts.append(np.arange(pos, pos + common, dtype=np.int64))
+        ins_parts.append(np.zeros(common, dtype=bool))
+        if rest_r == rest_a:
+            pos_parts.append(np.arange(pos + common, pos + len(r), dtype=np.int64))
+            ins_parts.append(np.zeros(rest_a, dtype=bool))
+        else:
+            pos_parts.append(np.full(rest_a, pos + common - 1, dtype=np.int64))
+            ins_parts.append(np.ones(rest_a, dtype=bool))
+        cur = pos + len(r)
+    pos_parts.append(np.arange(cur, end, dtype=np.int64))
+    ins_parts.append(np.zeros(end - cur, dtype=bool))
+    positions, inserted = np.concatenate(pos_parts), np.concatenate(ins_parts)
+    positions = np.maximum(positions, start)  # an insertion at the very first base anchors to it
+    return positions, inserted
 
 
 def sample_haplotype_sequences(reference: Reference, vcf: VcfData | str | Path, sample: str,
@@ -112,8 +175,9 @@ def sample_haplotype_sequences(reference: Reference, vcf: VcfData | str | Path, 
 
     Returns
     -------
-    DataFrame ``region_id, chrom, start, end, strand, haplotype, sequence`` (two rows per region,
-    reverse-complemented on ``-``).
+    DataFrame ``region_id, chrom, start, end, strand, haplotype, sequence, edits`` (two rows per
+    region, reverse-complemented on ``-``; ``edits`` are the applied alleles, :func:`format_edits`,
+    from which :func:`haplotype_positions` gives every base's reference coordinate).
     """
     data = vcf if isinstance(vcf, VcfData) else read_vcf(vcf, reference)
     if sample not in data.samples:
@@ -152,9 +216,9 @@ def sample_haplotype_sequences(reference: Reference, vcf: VcfData | str | Path, 
                 if not alt or alt.startswith("<") or alt in {"*", "."}:
                     continue
                 var.append((int(pos_all[k]), rec["ref"].iat[k], alt))
-            seq = _apply(ref, s, var)
+            seq, applied = apply_edits(ref, s, var)
             if strand.iat[i] == "-":
                 seq = reverse_complement(seq)
-            out.append((rid, chrom, s, e, strand.iat[i], h, seq))
+            out.append((rid, chrom, s, e, strand.iat[i], h, seq, format_edits(applied)))
     return pd.DataFrame(out, columns=["region_id", "chrom", "start", "end", "strand", "haplotype",
-                                      "sequence"])
+                                      "sequence", "edits"])

@@ -127,8 +127,9 @@ def cohort_windows(reference: Reference, samples: pd.DataFrame, regions: pd.Data
     reference window together, the reference first, then samples in sheet order).
 
     ``samples`` comes from :func:`genosae.genome.designs.read_samples`: a ``vcf`` column gives two
-    haplotypes per sample (SNVs and small indels applied); a ``fasta`` column names a per-sample
-    genome in reference coordinates (one haplotype, ``0``).
+    haplotypes per sample (SNVs and small indels applied, listed in ``edits`` so that embedding maps
+    every token to its exact reference base); a ``fasta`` column names a per-sample genome in
+    reference coordinates (one haplotype, ``0``, mapped base to base).
     """
     from genosae.genome.variants import read_vcf, sample_haplotype_sequences
 
@@ -136,6 +137,7 @@ def cohort_windows(reference: Reference, samples: pd.DataFrame, regions: pd.Data
     base = ref_w.copy()
     base["sample_id"], base["haplotype"], base["condition"] = REFERENCE_SAMPLE, 0, ""
     base["sequence"] = window_sequences(ref_w, reference)
+    base["edits"] = ""
     frames = [base]
     cov_cols = [c for c in samples.columns if c not in {"sample_id", "condition", "vcf", "fasta"}]
     vcf_cache: dict[str, object] = {}
@@ -150,6 +152,7 @@ def cohort_windows(reference: Reference, samples: pd.DataFrame, regions: pd.Data
                                              .assign(region_id=ref_w["window_id"]))
             w = ref_w.set_index("window_id").loc[hap["region_id"]].reset_index()
             w["haplotype"], w["sequence"] = hap["haplotype"].to_numpy(), hap["sequence"].to_numpy()
+            w["edits"] = hap["edits"].to_numpy()
         else:
             genome = Reference.open(rec["fasta"])
             missing = set(ref_w["chrom"]) - set(genome.chrom_sizes)
@@ -157,7 +160,7 @@ def cohort_windows(reference: Reference, samples: pd.DataFrame, regions: pd.Data
                 raise InputError(f"sample FASTA lacks chromosome(s) {sorted(missing)} of the regions",
                                  path=rec["fasta"], record=f"sample {rec['sample_id']}")
             w = ref_w.copy()
-            w["haplotype"], w["sequence"] = 0, window_sequences(ref_w, genome)
+            w["haplotype"], w["sequence"], w["edits"] = 0, window_sequences(ref_w, genome), ""
         w["sample_id"], w["condition"] = rec["sample_id"], rec["condition"]
         for c in cov_cols:
             w[c] = rec[c]

@@ -47,22 +47,41 @@ def part_shards(n_shards: int, part: tuple[int, int]) -> list[int]:
     return [int(k) for k in np.array_split(np.arange(n_shards), n)[i]]
 
 
-def reference_spans(
-    windows: pd.DataFrame, seq_lengths: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-window ``(offset, sign, length)`` mapping a sequence position ``p`` to the reference.
+def reference_token_spans(
+    windows: pd.DataFrame, window: np.ndarray, start: np.ndarray, end: np.ndarray, special: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reference ``[bp_start, bp_end)`` of tokens given by their window row and sequence span.
 
-    ``+`` windows: ``ref = start + p``; ``-`` windows (sequences in window orientation, i.e.
-    reverse-complemented reference slices or haplotypes): ``ref = end - 1 - p``. Windows with their
-    own ``sequence`` (variant haplotypes) map linearly from the window's 5' end whatever their
-    length (exact for SNVs; after an indel the positions are shifted by its length).
+    ``+`` windows: sequence position ``p`` is reference base ``start + p``; ``-`` windows (sequences
+    in window orientation, i.e. reverse-complemented reference slices or haplotypes): ``end - 1 - p``.
+    Haplotype windows with an ``edits`` column (:func:`genosae.genome.variants.format_edits`) map
+    base by base through :func:`~genosae.genome.variants.haplotype_positions`, so positions after an
+    indel are exact and a token of inserted bases sits at the base before the insertion. Special
+    tokens get ``-1``.
     """
-    start = windows["start"].to_numpy(np.int64)
-    end = windows["end"].to_numpy(np.int64)
+    from genosae.genome.variants import haplotype_positions, parse_edits
+
+    w_start = windows["start"].to_numpy(np.int64)
+    w_end = windows["end"].to_numpy(np.int64)
     minus = windows["strand"].astype(str).to_numpy() == "-"
-    offset = np.where(minus, end, start)
-    sign = np.where(minus, -1, 1)
-    return offset, sign, seq_lengths
+    sg = np.where(minus, -1, 1)[window]
+    off = np.where(minus, w_end, w_start)[window]
+    ref_s = np.where(sg > 0, off + start, off - end)
+    ref_e = np.where(sg > 0, off + end, off - start)
+    if "edits" in windows:
+        edits = windows["edits"].to_numpy(object)
+        for w in np.flatnonzero([isinstance(x, str) and x != "" for x in edits]):
+            pos, _ = haplotype_positions(int(w_start[w]), int(w_end[w]), parse_edits(edits[w]))
+            if minus[w]:
+                pos = pos[::-1]
+            t = np.flatnonzero((window == w) & ~special)
+            if len(t) and int(end[t].max()) > len(pos):
+                raise InputError(f"the window's edits give a {len(pos)} bp haplotype but its sequence is longer; "
+                                 "the windows table is out of date (rebuild it)",
+                                 record=f"window {windows['window_id'].iat[w]}")
+            first, last = pos[start[t]], pos[end[t] - 1]
+            ref_s[t], ref_e[t] = np.minimum(first, last), np.maximum(first, last) + 1
+    return np.where(special, -1, ref_s), np.where(special, -1, ref_e)
 
 
 def _check_windows(windows: pd.DataFrame) -> None:
@@ -119,17 +138,13 @@ def _embed_shard(
             t0 += n
     lw = np.concatenate(local_w)
     s, e, spec = np.concatenate(start), np.concatenate(end), np.concatenate(special)
-    offset, sign, _ = reference_spans(win, lengths)
-    off, sg = offset[lw], sign[lw]
-    # + strand: [off + s, off + e); - strand: positions end-1-p, so [off - e, off - s)
-    ref_s = np.where(sg > 0, off + s, off - e)
-    ref_e = np.where(sg > 0, off + e, off - s)
+    ref_s, ref_e = reference_token_spans(win.reset_index(drop=True), lw, s, e, spec)
     return {
         "acts": torch.cat(acts) if acts else torch.zeros(0, adapter.d_model),
         "window_index": lw + first_index,
         "token_index": np.concatenate(tok),
-        "bp_start": np.where(spec, -1, ref_s),
-        "bp_end": np.where(spec, -1, ref_e),
+        "bp_start": ref_s,
+        "bp_end": ref_e,
         "is_special": spec,
         "has_n": np.concatenate(has_n),
         "reverse": np.concatenate(rev),

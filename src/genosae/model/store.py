@@ -57,7 +57,7 @@ TOKEN_COLUMNS: dict[str, torch.dtype] = {
 IDENTITY_KEYS = ("format", "model", "layer", "d_model", "dtype", "tokenization", "config_hash", "windows_hash")
 
 #: Columns of the windows table that are read as strings whatever they look like.
-_STR_COLUMNS = ("window_id", "chrom", "strand", "region_id", "group", "sample_id", "haplotype", "sequence")
+_STR_COLUMNS = ("window_id", "chrom", "strand", "region_id", "group", "sample_id", "haplotype", "sequence", "edits")
 
 
 def shard_name(shard_idx: int) -> str:
