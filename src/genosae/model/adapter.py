@@ -423,6 +423,59 @@ class ModelAdapter:
                 count += int((targets != -100).sum())
         return total / max(count, 1)
 
+    @torch.inference_mode()
+    def sequence_log_likelihood(
+        self,
+        seqs: Sequence[str],
+        *,
+        spans: Sequence[tuple[int, int]] | None = None,
+        reverse_complement: bool = False,
+    ) -> np.ndarray:
+        """Log-likelihood in nats the model gives each sequence, ``float64 [len(seqs)]``.
+
+        Causal LMs: the sum of ``log p(token | the tokens before it)`` over every non-special token
+        that has a predecessor. Masked LMs: the pseudo-log-likelihood, each token scored with itself
+        masked and the rest given, over the tokens overlapping ``spans[i] = (start, end)`` (base
+        coordinates of ``seqs[i]``; every token when ``spans`` is None). With ``reverse_complement``
+        the model reads the reverse complement (``spans`` stay in forward coordinates).
+        """
+        if self.kind == "base":
+            raise InputError(f"model {self.source.get('path')} has no LM head; log-likelihoods need a masked "
+                             "or causal LM", record="model.path")
+        seqs = [normalise_dna(s) for s in seqs]
+        out = np.zeros(len(seqs), dtype=np.float64)
+        for i, seq in enumerate(seqs):
+            text = _revcomp(seq) if reverse_complement else seq
+            batch = self.tokenize([text])
+            n = int(batch.lengths[0])
+            ids = batch.input_ids[:, :n]
+            scorable = ~batch.is_special[0, :n]
+            if spans is not None:
+                a, b = spans[i]
+                if reverse_complement:
+                    a, b = len(seq) - b, len(seq) - a
+                scorable &= (batch.bp_start[0, :n] < b) & (batch.bp_end[0, :n] > a)
+            if self.kind == "causal":
+                logp = torch.log_softmax(self._forward(ids, torch.ones_like(ids)).logits[0, :-1].float(), -1)
+                target = ids[0, 1:].to(logp.device)
+                keep = scorable[1:].to(logp.device)
+                out[i] = float(logp.gather(1, target[:, None])[:, 0][keep].sum())
+                continue
+            mask_id = self.tokenizer.mask_token_id
+            if mask_id is None:
+                raise InputError("the tokenizer has no mask token; cannot score a masked LM", record="model.path")
+            pos = scorable.nonzero()[:, 0]
+            total = 0.0
+            for c in range(0, len(pos), self.batch_size):
+                p = pos[c:c + self.batch_size]
+                copies = ids.repeat(len(p), 1)
+                copies[torch.arange(len(p)), p] = mask_id
+                logits = self._forward(copies, torch.ones_like(copies)).logits
+                logp = torch.log_softmax(logits[torch.arange(len(p)), p.to(logits.device)].float(), -1)
+                total += float(logp.gather(1, ids[0, p].to(logp.device)[:, None]).sum())
+            out[i] = total
+        return out
+
 
 _CAUSAL_TYPES = {"gpt2", "llama", "mistral", "gpt_neox", "hyenadna", "mamba", "mamba2", "qwen2", "gemma",
                  "stripedhyena", "evo", "phi", "falcon"}

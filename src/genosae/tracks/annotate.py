@@ -49,13 +49,18 @@ log = logging.getLogger(__name__)
 __all__ = [
     "ELEMENT_COLUMNS",
     "SUMMARY_COLUMNS",
+    "FeatureRun",
     "TrackInput",
     "annotate",
     "annotate_sequences",
+    "base_token_rows",
     "element_thresholds",
+    "feature_run_paths",
+    "open_feature_run",
     "parse_region",
     "read_bed_inputs",
     "read_fasta_inputs",
+    "reference_paths",
     "select_features",
     "window_layout",
 ]
@@ -67,7 +72,7 @@ ELEMENT_COLUMNS = ("chrom", "start", "end", "name", "score", "strand", "feature"
 SUMMARY_COLUMNS = ("seq_id", "chrom", "start", "end", "feature", "label", "strand", "n_elements",
                    "max_activation", "bases_covered")
 _REGION = re.compile(r"^([^:\s]+):([0-9,]+)-([0-9,]+)$")
-_UNNAMED = {"", "unassigned", "nan"}
+UNNAMED_LABELS = {"", "unassigned", "nan"}
 
 
 @dataclass
@@ -241,7 +246,7 @@ def window_layout(length: int, size: int, stride: int) -> tuple[np.ndarray, np.n
     return start, end, own_start, own_end
 
 
-def _base_rows(spans: Any, length: int) -> np.ndarray:
+def base_token_rows(spans: Any, length: int) -> np.ndarray:
     """Row (token index) of the token covering each base of a window, ``[length]``."""
     idx = np.flatnonzero(~np.asarray(spans.is_special))
     s, e = np.asarray(spans.bp_start)[idx], np.asarray(spans.bp_end)[idx]
@@ -333,7 +338,7 @@ def select_features(catalog: pd.DataFrame | None, d_sae: int, *, features: Seque
             raise InputError("no feature catalogue to take named features from; pass --features f1,f2 "
                              "(or --catalog FILE)", record="--named")
         labels = _labels(catalog)
-        chosen = [str(f) for f, lab in labels.items() if lab.strip().lower() not in _UNNAMED]
+        chosen = [str(f) for f, lab in labels.items() if lab.strip().lower() not in UNNAMED_LABELS]
         if not chosen:
             raise InputError("the catalogue names no feature (every label is 'unassigned'); pass "
                              "--features f1,f2", record="--named")
@@ -453,7 +458,7 @@ def annotate_sequences(
                         res = adapter.hidden_states(seqs, reverse_complement=rc)
                         offsets = np.concatenate([[0], np.cumsum([a.shape[0] for a, _ in res])])
                         rows = np.concatenate([
-                            offsets[i] + _base_rows(sp, len(seqs[i]))[own_s[b0 + i] - w_start[b0 + i]:
+                            offsets[i] + base_token_rows(sp, len(seqs[i]))[own_s[b0 + i] - w_start[b0 + i]:
                                                                        own_e[b0 + i] - w_start[b0 + i]]
                             for i, (_, sp) in enumerate(res)])
                         uniq, inv = np.unique(rows, return_inverse=True)
@@ -499,7 +504,7 @@ def _read_catalog(path: Path | None) -> pd.DataFrame | None:
     return cat.set_index(cat["feature"].astype(str))
 
 
-def _reference_paths(config: dict, *, build: bool) -> tuple[Path | None, Path | None]:
+def reference_paths(config: dict, *, build: bool) -> tuple[Path | None, Path | None]:
     """Reference FASTA and annotation: ``<outdir>/reference/`` if prepared, else the config's files."""
     ref_dir = Path(config["outdir"]) / "reference"
     if (ref_dir / "genome.fa").is_file():
@@ -541,6 +546,67 @@ def _summary(el: pd.DataFrame, inputs: Sequence[TrackInput]) -> pd.DataFrame:
                          columns=["seq_id", "chrom", "start", "end", "_order"])
     out = out.merge(where, on="seq_id").sort_values(["_order", "feature_index", "strand"], kind="stable")
     return out[list(SUMMARY_COLUMNS)].reset_index(drop=True)
+
+
+@dataclass
+class FeatureRun:
+    """What annotation reads from a finished run: the model, its SAE and the feature catalogue."""
+
+    config: dict
+    adapter: Any
+    sae: Any
+    sae_path: Path
+    catalog: pd.DataFrame | None
+    catalog_path: Path
+    alignment: pd.DataFrame | None
+
+    @property
+    def labels(self) -> pd.Series:
+        """Catalogue label of every SAE feature (``f0`` ...), ``""`` where there is none."""
+        names = [f"f{i}" for i in range(self.sae.d_sae)]
+        if self.catalog is None:
+            return pd.Series("", index=names)
+        return _labels(self.catalog).reindex(names).fillna("").astype(str)
+
+
+def feature_run_paths(config: dict, *, sae: str | os.PathLike[str] | None = None,
+                      catalog: str | os.PathLike[str] | None = None) -> tuple[Path, Path]:
+    """The SAE and catalogue a run's outputs hold (``<outdir>/sae/seed0``,
+    ``<outdir>/features/feature_catalog.csv``) or the given overrides, checked to exist."""
+    root = Path(config["outdir"])
+    sae_path = Path(sae) if sae is not None else root / "sae" / "seed0"
+    if not sae_path.exists():
+        raise InputError("no SAE here; train one (`genosae train-sae`) or pass --sae DIR", path=sae_path)
+    cat_path = Path(catalog) if catalog is not None else root / "features" / "feature_catalog.csv"
+    if catalog is not None and not cat_path.is_file():
+        raise InputError("catalogue not found; fix the path", path=cat_path)
+    return sae_path, cat_path
+
+
+def open_feature_run(config: dict, paths: tuple[Path, Path], *, model: str | os.PathLike[str] | None = None,
+                     device: str | None = None) -> FeatureRun:
+    """Load the config's model (or ``model``), the SAE at ``paths[0]`` checked against that model and
+    layer, and the catalogue at ``paths[1]`` with its ``alignment.parquet`` when present."""
+    from genosae.model.adapter import load_model
+    from genosae.sae.io import load_sae
+
+    sae_path, cat_path = paths
+    cat = _read_catalog(cat_path if cat_path.is_file() else None)
+    align_path = cat_path.parent / "alignment.parquet"
+    alignment = (pd.read_parquet(align_path, columns=["feature", "concept", "threshold_abs"])
+                 if cat is not None and align_path.is_file() else None)
+    mcfg = config["model"]
+    adapter = load_model(model if model is not None else mcfg["path"], revision=mcfg.get("revision"),
+                         layer=int(mcfg.get("layer", -1)), device=device or mcfg.get("device", "auto"),
+                         dtype=mcfg.get("dtype", "auto"), local_files_only=mcfg.get("local_files_only", True),
+                         trust_remote_code=mcfg.get("trust_remote_code", False),
+                         batch_size=int(mcfg.get("batch_size", 32)))
+    sae_obj = load_sae(sae_path, device=str(adapter.device), expect_model=str(adapter.source.get("path")),
+                       expect_layer=adapter.layer)
+    if sae_obj.d_in != adapter.d_model:
+        raise InputError(f"the SAE reads d_in={sae_obj.d_in} but the model's layer has width {adapter.d_model}",
+                         path=sae_path)
+    return FeatureRun(config, adapter, sae_obj, sae_path, cat, cat_path, alignment)
 
 
 def annotate(
@@ -592,8 +658,6 @@ def annotate(
     from genosae.config import load_config, validate_config
     from genosae.features.activations import numpy_encoder
     from genosae.genome.reference import Reference
-    from genosae.model.adapter import load_model
-    from genosae.sae.io import load_sae
 
     cfg = validate_config(config) if isinstance(config, dict) else load_config(config, check_files=False)
     given = [name for name, v in (("--region", region), ("--bed", bed), ("--fasta", fasta)) if v is not None]
@@ -601,20 +665,10 @@ def annotate(
         raise InputError(f"give exactly one of --region, --bed, --fasta (got {', '.join(given) or 'none'})",
                          record="--region")
     out = Path(outdir)
-    root = Path(cfg["outdir"])
-    sae_path = Path(sae) if sae is not None else root / "sae" / "seed0"
-    if not sae_path.exists():
-        raise InputError("no SAE here; train one (`genosae train-sae`) or pass --sae DIR", path=sae_path)
-    cat_path = Path(catalog) if catalog is not None else root / "features" / "feature_catalog.csv"
-    if catalog is not None and not cat_path.is_file():
-        raise InputError("catalogue not found; fix the path", path=cat_path)
-    cat = _read_catalog(cat_path if cat_path.is_file() else None)
-    align_path = cat_path.parent / "alignment.parquet"
-    alignment = (pd.read_parquet(align_path, columns=["feature", "concept", "threshold_abs"])
-                 if cat is not None and align_path.is_file() else None)
+    paths_in = feature_run_paths(cfg, sae=sae, catalog=catalog)
 
     # inputs first: a bad region or FASTA fails before the model loads
-    fa_ref, gff = _reference_paths(cfg, build=fasta is None)
+    fa_ref, gff = reference_paths(cfg, build=fasta is None)
     reference = None
     if fasta is None:
         if fa_ref is None:
@@ -631,17 +685,10 @@ def annotate(
         genome = Path(fasta) if own else Path(fa_ref)
         if own:
             gff = None
+    run = open_feature_run(cfg, paths_in, model=model, device=device)
+    adapter, sae_obj, cat, alignment = run.adapter, run.sae, run.catalog, run.alignment
+    sae_path, cat_path = run.sae_path, run.catalog_path
     mcfg = cfg["model"]
-    adapter = load_model(model if model is not None else mcfg["path"], revision=mcfg.get("revision"),
-                         layer=int(mcfg.get("layer", -1)), device=device or mcfg.get("device", "auto"),
-                         dtype=mcfg.get("dtype", "auto"), local_files_only=mcfg.get("local_files_only", True),
-                         trust_remote_code=mcfg.get("trust_remote_code", False),
-                         batch_size=int(mcfg.get("batch_size", 32)))
-    sae_obj = load_sae(sae_path, device=str(adapter.device), expect_model=str(adapter.source.get("path")),
-                       expect_layer=adapter.layer)
-    if sae_obj.d_in != adapter.d_model:
-        raise InputError(f"the SAE reads d_in={sae_obj.d_in} but the model's layer has width {adapter.d_model}",
-                         path=sae_path)
     names = select_features(cat, sae_obj.d_sae, features=features, named=named or features is None)
     index = [int(n[1:]) for n in names]
     labels = [str(x) for x in _labels(cat).reindex(names).fillna("")] if cat is not None else [""] * len(names)
