@@ -8,15 +8,18 @@ Both sequences are read on both strands; each base takes the activation of the t
 
 Per SAE feature and strand:
 
-- ``ref_max`` / ``alt_max``: the feature's largest activation over the window's bases, and
-  ``delta = alt_max - ref_max``; ``effect = delta / scale`` with ``scale`` the feature's largest
-  activation in the catalogue (``max_activation``, over the run's atlas), else the largest seen over
-  every scored window. The feature's ``effect`` is that of the strand with the larger magnitude.
+- ``ref_max`` / ``alt_max``: the feature's largest activation over the window's bases.
 - ``peak_pos`` / ``peak_delta``: the reference base (1-based) where ``alt - ref`` per base is largest
   in magnitude. Each alternative base is compared with the reference base it stands for
   (:func:`~genosae.genome.variants.haplotype_positions`: positions after an indel are exact);
   inserted bases, which have no reference base, and deleted reference bases count in the maxima but
   not in the per-base comparison (the delta tracks have no value there).
+- ``effect = peak_delta / scale`` (or ``(alt_max - ref_max) / scale`` where that is larger in
+  magnitude, i.e. the change sits on inserted bases), with ``scale`` the feature's largest activation
+  in the catalogue (``max_activation``, over the run's atlas), else the largest seen over every scored
+  window: "the feature now fires at 0.8 of its maximum where it did not". A feature already firing
+  elsewhere in the window still shows a new site, which a change of the window maximum would hide.
+  The feature's ``effect`` is that of the strand with the larger magnitude.
 
 Features are ranked per variant by ``|effect|`` (ties: lower index). *Named* features are those the
 catalogue labels (label not empty or ``unassigned``).
@@ -266,7 +269,9 @@ def effect_tables(scores: VariantScores, labels: pd.Series, scale: np.ndarray | 
         seen = np.maximum(scores.ref_max.max(axis=(0, 1)), scores.alt_max.max(axis=(0, 1))) if n else np.ones(d_sae)
         scale = seen if scale is None else np.where(np.isfinite(scale), scale, seen)
     scale = np.where(scale > 0, scale, 1.0)
-    eff_s = (scores.alt_max - scores.ref_max) / scale  # [n, 2, d_sae]
+    dmax = scores.alt_max - scores.ref_max  # [n, 2, d_sae]
+    # the per-base peak, unless the window maxima moved more (an inserted base, compared with no base)
+    eff_s = np.where(np.abs(dmax) > np.abs(scores.peak_delta), dmax, scores.peak_delta) / scale
     strand_pick = (np.abs(eff_s[:, 1]) > np.abs(eff_s[:, 0])).astype(np.int64)  # ties -> '+'
     effect = np.take_along_axis(eff_s, strand_pick[:, None, :], 1)[:, 0]
     mag_peak = np.abs(scores.peak_delta)
