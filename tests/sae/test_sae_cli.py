@@ -89,3 +89,33 @@ def test_bad_store_is_a_clean_error(workspace, tmp_path, capsys):
                "--out", str(tmp_path / "x")])
     assert rc == 2
     assert "not an activation store" in capsys.readouterr().err
+
+
+def test_train_on_the_model_stream_matches_the_split_and_provenance(workspace, tmp_path, capsys):
+    """``train-sae --windows``: no store; same held-out split, model/layer provenance, a working SAE."""
+    from genosae.model.store import ActivationStore
+    from genosae.sae.evaluate import evaluate_sae
+    from genosae.sae.io import load_sae
+
+    w = workspace
+    store = ActivationStore(w["store"])
+    windows = tmp_path / "atlas.windows.tsv"
+    store.windows.to_csv(windows, sep="\t", index=False)
+    out = tmp_path / "sae_stream"
+    config = yaml.safe_load(w["config"].read_text())
+    config["model"]["layer"] = 2  # the store's layer
+    cfg_path = tmp_path / "config.yaml"
+    cfg_path.write_text(yaml.safe_dump(config))
+    assert main(["train-sae", "--config", str(cfg_path), "--windows", str(windows), "--reference-dir",
+                 str(w["ref"]), "--out", str(out), "--no-progress"]) == 0
+    assert "on the model stream" in capsys.readouterr().out
+    meta = json.loads((out / "cfg.json").read_text())["metadata"]
+    assert meta["layer"] == 2 and meta["model_name"] == str(w["root"] / "model")
+    sae = load_sae(out)
+    from genosae.sae._cli import split_for
+
+    held = split_for(store, config)
+    m = evaluate_sae(sae, store, n_tokens=5000, window_mask=held, seed=0)
+    assert m["fvu"] < 0.6 and m["l0"] <= 4  # it learned the held-out activations of the same model
+    rc = main(["train-sae", "--config", str(w["config"]), "--windows", str(windows), "--out", str(tmp_path / "x")])
+    assert rc == 2 and "--reference-dir" in capsys.readouterr().err

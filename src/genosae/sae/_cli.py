@@ -22,7 +22,11 @@ HOLDOUT_FRACTION = 0.1
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-sae", help="train a sparse autoencoder on an activation store")
     p.add_argument("--config", required=True, help="YAML config (sae and atlas sections)")
-    p.add_argument("--store", required=True, help="activation store folder")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--store", help="activation store folder")
+    src.add_argument("--windows", help="windows TSV: stream activations from the config's model, no store "
+                                       "(needs --reference-dir)")
+    p.add_argument("--reference-dir", default=None, help="prepared reference folder (genome.fa) for --windows")
     p.add_argument("--out", required=True, help="SAE folder (SAELens layout; resumed if present)")
     p.add_argument("--seed", type=int, default=None, help="SAE seed (default: first of sae.seeds)")
     p.add_argument("--device", default=None, help="torch device (default: model.device)")
@@ -103,9 +107,49 @@ def store_metadata(store: Any) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------- commands
+def stream_source(config: dict, windows_path: str | Path, reference_dir: str | Path | None, device: str) -> Any:
+    """A :class:`~genosae.model.stream.ModelActivationStream` of the config's model over a windows TSV."""
+    from genosae.model.adapter import load_model
+    from genosae.model.embed import fasta_sequences
+    from genosae.model.store import read_windows_table
+    from genosae.model.stream import ModelActivationStream
+
+    if reference_dir is None or not Path(reference_dir, "genome.fa").is_file():
+        raise InputError("--windows needs --reference-dir with the prepared genome.fa", path=reference_dir,
+                         record="--reference-dir")
+    if not Path(windows_path).is_file():
+        raise InputError("windows table not found; fix the path", path=windows_path)
+    mcfg = config["model"]
+    adapter = load_model(mcfg["path"], revision=mcfg.get("revision"), layer=int(mcfg.get("layer", -1)),
+                         device=device, dtype=mcfg.get("dtype", "auto"),
+                         local_files_only=mcfg.get("local_files_only", True),
+                         trust_remote_code=mcfg.get("trust_remote_code", False),
+                         batch_size=int(mcfg.get("batch_size", 32)))
+    return ModelActivationStream(adapter, read_windows_table(windows_path),
+                                 fasta_sequences(Path(reference_dir, "genome.fa")),
+                                 buffer_tokens=int(config["sae"].get("stream_buffer_tokens", 131_072)),
+                                 reverse_complement=bool(config.get("embed", {}).get("reverse_complement", False)),
+                                 path=windows_path)
+
+
 def _train(args: argparse.Namespace) -> int:
     from genosae.sae.train import SAETrainConfig, train_sae
 
+    if args.windows is not None:
+        import torch
+
+        from genosae.config import load_config
+
+        config = load_config(args.config, check_files=False)
+        torch.set_num_threads(int(getattr(args, "threads", None) or config.get("threads", 2)))
+        device = _device(args.device or config["model"].get("device", "auto"))
+        store = stream_source(config, args.windows, args.reference_dir, device)
+        held = split_for(store, config)
+        cfg = SAETrainConfig.from_config(config["sae"], seed=args.seed)
+        sae = train_sae(store, cfg, args.out, device=device, progress=not args.no_progress,
+                        window_mask=~held, metadata=store_metadata(store))
+        print(f"trained {sae.architecture()} SAE d_sae={sae.d_sae} on the model stream -> {args.out}")
+        return 0
     config, store, held, device = _setup(args.config, args.store, args.device, getattr(args, "threads", None))
     cfg = SAETrainConfig.from_config(config["sae"], seed=args.seed)
     sae = train_sae(store, cfg, args.out, device=device, progress=not args.no_progress,

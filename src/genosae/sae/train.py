@@ -197,20 +197,39 @@ class SAETrainer:
 # ----------------------------------------------------------------------------------- streaming
 def iter_source(source: ActivationSource, batch_size: int, *, seed: int,
                 window_mask: np.ndarray | None = None, exclude_special: bool = True,
-                exclude_n: bool = True, epochs: int | None = None) -> Iterator[torch.Tensor]:
-    """Endless (or ``epochs``-long) stream of shuffled float32 batches; epoch ``e`` uses ``seed + e``."""
+                exclude_n: bool = True, epochs: int | None = None, start_batch: int = 0) -> Iterator[torch.Tensor]:
+    """Endless (or ``epochs``-long) stream of shuffled float32 batches; epoch ``e`` uses ``seed + e``.
+
+    ``start_batch`` batches are left out first: sources with ``supports_skip``
+    (:class:`~genosae.model.stream.ModelActivationStream`) skip them without computing them, others
+    are read and dropped (a store reads its shards again).
+    """
     epoch = 0
+    skip = int(start_batch)
     while epochs is None or epoch < epochs:
         kwargs: dict[str, Any] = {"shuffle": True, "seed": seed + epoch,
                                   "exclude_special": exclude_special, "exclude_n": exclude_n}
         if window_mask is not None:
             kwargs["window_mask"] = window_mask
+        if skip and getattr(source, "supports_skip", False):
+            per_pass = source.batches_per_pass(batch_size, **kwargs)  # type: ignore[attr-defined]
+            if per_pass == 0:
+                raise InputError("the activation source yields no full batch per pass; lower "
+                                 "sae.batch_size or add windows", path=getattr(source, "path", None))
+            if skip >= per_pass:
+                skip -= per_pass
+                epoch += 1
+                continue
+            kwargs["skip_batches"], skip = skip, 0
         n = 0
         for batch in source.iter_batches(batch_size, **kwargs):
             x = batch[0] if isinstance(batch, tuple) else batch
             n += x.shape[0]
+            if skip:
+                skip -= 1
+                continue
             yield torch.as_tensor(x).float()
-        if n == 0:
+        if n == 0 and not kwargs.get("skip_batches"):
             raise InputError("the activation source yielded no tokens (empty store or all "
                              "windows masked out); embed more windows or relax the split",
                              path=getattr(source, "path", None))
@@ -292,10 +311,9 @@ def train_sae(source: ActivationSource, cfg: SAETrainConfig, out_dir: str | os.P
         log.info("resuming %s from step %d", out_dir, start_step)
     sae.train()
 
-    stream = iter_source(source, cfg.batch_size, seed=cfg.seed, **stream_kw)
-    if start_step < cfg.n_steps:
-        for _ in range(start_step):  # replay the stream up to the checkpoint
-            next(stream)
+    # resume: the stream from the checkpoint's batch on (skipped without computing where the source can)
+    stream = iter_source(source, cfg.batch_size, seed=cfg.seed, start_batch=min(start_step, cfg.n_steps),
+                         **stream_kw)
     bar = _progress(cfg.n_steps, start_step, enabled=progress)
     t0, tok0 = time.perf_counter(), 0
     for step in range(start_step, cfg.n_steps):
