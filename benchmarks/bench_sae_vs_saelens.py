@@ -1,12 +1,16 @@
-"""Train SAELens's TopK SAE and ours on the same activations and compare speed and quality (CPU).
+"""Train SAELens's and EleutherAI sparsify's TopK SAEs and ours on the same activations; compare speed
+and quality in one run (CPU, or ``--device cuda``).
 
 Both see the same batches (same order) with the same width, k, batch size, token budget, Adam
 settings, LR schedule and grad clipping. SAELens is driven exactly like its ``SAETrainer`` step
 (``training_forward_pass`` -> firing counts -> backward -> clip 1.0 -> Adam) without the LM /
 activation-store machinery; its input is pre-scaled to ``E||x||^2 = d_in`` (its
 ``expected_average_only_in`` normalisation) and its ``b_dec`` starts at the data mean (SAELens 6
-has no data-dependent init; this only helps it), ours normalises inside. Quality is measured on held-out
-tokens: FVU (scale-free), L0 and the fraction of latents that never fire.
+has no data-dependent init; this only helps it), ours normalises inside. sparsify's ``SparseCoder`` is
+driven like its ``Trainer`` with ``loss_fn="fvu"`` (``b_dec`` = the first batch's mean, unit-norm decoder
+rows each step, gradient parallel to them removed, the FVU as the loss), with torch Adam at the same
+learning rate and schedule (its own default LR rule and 8-bit Adam would change two things at once).
+Quality is measured on held-out tokens: FVU (scale-free), L0 and the fraction of latents that never fire.
 
 Usage::
 
@@ -127,6 +131,47 @@ def run_saelens(train: torch.Tensor, held: torch.Tensor, args, *, sparse: bool) 
             **quality(enc, lambda z: sae.decode(z) / scale, held)}
 
 
+def run_sparsify(train: torch.Tensor, held: torch.Tensor, args) -> dict:
+    from sparsify import SparseCoder, SparseCoderConfig
+
+    from genosae.sae.train import lr_factor
+
+    torch.manual_seed(args.seed)
+    d = train.shape[1]
+    sae = SparseCoder(d, SparseCoderConfig(activation="topk", num_latents=args.d_sae, k=args.k), device="cpu")
+    opt = torch.optim.Adam(sae.parameters(), lr=args.lr, betas=(0.9, 0.999))
+    since_fired = torch.zeros(args.d_sae)
+    n_steps = -(-args.tokens // args.batch_size)
+    t0 = time.perf_counter()
+    for step in range(n_steps):
+        for g in opt.param_groups:
+            g["lr"] = args.lr * lr_factor(step, n_steps, 0.05, 0.2)
+        x = _batch(train, step, args.batch_size)
+        if step == 0:
+            sae.b_dec.data = x.mean(0)
+        sae.set_decoder_norm_to_unit_norm()
+        out = sae(x)
+        out.fvu.backward()
+        sae.remove_gradient_parallel_to_decoder_directions()
+        opt.step()
+        opt.zero_grad()
+        with torch.no_grad():
+            since_fired += x.shape[0]
+            since_fired[out.latent_indices.flatten()] = 0
+    dt = time.perf_counter() - t0
+    sae.eval()
+
+    def enc(x):
+        top_acts, top_idx, _ = sae.encode(x)
+        return torch.zeros(x.shape[0], args.d_sae).scatter_(1, top_idx, top_acts)
+
+    def dec(z):
+        vals, idx = z.topk(args.k, dim=1)
+        return sae.decode(vals, idx)
+
+    return {"tokens_per_s": n_steps * args.batch_size / dt, "seconds": dt, **quality(enc, dec, held)}
+
+
 def _batch(pool: torch.Tensor, step: int, batch_size: int) -> torch.Tensor:
     n = pool.shape[0] // batch_size
     i = step % n
@@ -167,11 +212,15 @@ def main() -> None:
             res["saelens_sparse"] = run_saelens(train, held, args, sparse=True)
         except (NotImplementedError, RuntimeError) as err:
             print(f"SAELens use_sparse_activations=True failed: {str(err).splitlines()[0]}")
+    try:
+        res["sparsify"] = run_sparsify(train, held, args)
+    except ImportError:
+        print("sparsify is not installed: pip install eai-sparsify")
     print(f"{'':16}{'tokens/s':>12}{'FVU':>9}{'L0':>8}{'dead':>8}")
     for name, r in res.items():
         print(f"{name:16}{r['tokens_per_s']:>12,.0f}{r['fvu']:>9.4f}{r['l0']:>8.1f}"
               f"{r['dead_frac']:>8.3f}")
-    for other in ("saelens", "saelens_sparse"):
+    for other in ("saelens", "saelens_sparse", "sparsify"):
         if other in res:
             print(f"speed-up vs {other}: "
                   f"{res['genosae']['tokens_per_s'] / res[other]['tokens_per_s']:.2f}x")
