@@ -80,7 +80,8 @@ def _embed(args: argparse.Namespace) -> int:
     adapter = load_model(model_path, revision=None if args.model else m["revision"], layer=m["layer"],
                          device=m["device"],
                          dtype=m["dtype"], local_files_only=m["local_files_only"],
-                         trust_remote_code=m["trust_remote_code"], batch_size=m["batch_size"])
+                         trust_remote_code=m["trust_remote_code"], batch_size=m["batch_size"],
+                         submodule=m["submodule"])
     try:
         store = embed_windows(adapter, windows, _sequence_source(Path(args.reference_dir), config), args.out,
                               batch_size=m["batch_size"], windows_per_shard=args.windows_per_shard,

@@ -8,7 +8,8 @@ models whose last hidden state is taken after a final norm). Hidden states are t
 forward hook that stops the forward pass right after that module. Models that return no hidden
 states (GPN) get them from their stack of layers; models whose ``forward`` takes no
 ``attention_mask`` (GPN, HyenaDNA, Caduceus) are never shown padding. GPN checkpoints register
-their model types through the ``gpn`` package on load.
+their model types through the ``gpn`` package on load; Evo 2 (``evo2:<name>``) goes through
+:mod:`genosae.model.evo2`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ _NORMALISE = bytes((c if c in b"ACGTN" else (c - 32 if c in b"acgtn" else ord("N
 
 _revcomp = reverse_complement  # the name is shadowed by the ``reverse_complement`` flag below
 
+#: ``model.path`` prefix of Evo 2 checkpoints, loaded through the ``evo2`` package
+EVO2_PREFIX = "evo2:"
 #: model types the ``gpn`` package registers with the Auto classes (``gpn.register_auto_classes("gpn")``)
 GPN_MODEL_TYPES = frozenset({"GPN", "ConvNet", "GPNRoFormer"})
 
@@ -579,17 +582,28 @@ def load_model(
     local_files_only: bool = True,
     trust_remote_code: bool = False,
     batch_size: int = 32,
+    submodule: str = "",
 ) -> ModelAdapter:
     """Load a DNA language model (hub id or local folder) and wrap it in a :class:`ModelAdapter`.
 
     The LM head class is chosen from the config: ``*ForMaskedLM`` architectures (or any model type
     registered for masked LM) load with ``AutoModelForMaskedLM``, decoder-only ones with
     ``AutoModelForCausalLM``, anything else with ``AutoModel`` (hidden states only). GPN model types
-    are registered through the ``gpn`` package first.
+    are registered through the ``gpn`` package first. ``evo2:<name>`` (or ``evo2:<path>/<name>.pt``)
+    loads Evo 2 through the ``evo2`` package (:func:`genosae.model.evo2.load_evo2`), where ``layer``
+    is a block index and ``submodule`` names a module inside that block (``mlp.l3``).
     """
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
     name = str(name_or_path)
+    if name.startswith(EVO2_PREFIX):
+        from genosae.model.evo2 import load_evo2
+
+        return load_evo2(name.removeprefix(EVO2_PREFIX), revision=revision, layer=layer, submodule=submodule,
+                         device=device, dtype=dtype, local_files_only=local_files_only, batch_size=batch_size)
+    if submodule:
+        raise InputError(f"model.submodule ({submodule!r}) applies to Evo 2 models only; for {name} choose the "
+                         "hidden state with model.layer", record="model.submodule")
     dev = _resolve_device(device)
     torch_dtype = _resolve_dtype(dtype, dev)
     kw = dict(revision=revision, local_files_only=local_files_only, trust_remote_code=trust_remote_code)
@@ -641,12 +655,17 @@ def fetch_model(name: str, *, revision: str | None = None, local_dir: str | None
     """Download a hub model (weights, config, tokenizer, remote code) for later offline use.
 
     Run this on a login node with network access; compute jobs then load it with
-    ``local_files_only=True`` (the default) and ``HF_HUB_OFFLINE=1``. Returns the local folder.
+    ``local_files_only=True`` (the default) and ``HF_HUB_OFFLINE=1``. ``evo2:<name>`` fetches that Evo 2
+    checkpoint's hub repository. Returns the local folder.
     """
     import os
 
     from huggingface_hub import snapshot_download
 
+    if name.startswith(EVO2_PREFIX):
+        from genosae.model.evo2 import evo2_repo
+
+        name = evo2_repo(name.removeprefix(EVO2_PREFIX))
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         raise InputError("HF_HUB_OFFLINE=1 is set: run fetch-model where the hub can be reached "
                          "(e.g. a login node), without that variable", record=name)

@@ -158,7 +158,7 @@ def _lm_inputs(config: dict, store: Any, held: np.ndarray, reference_dir: Path,
     adapter = load_model(m["path"], revision=m.get("revision"), layer=layer, device=device,
                          dtype=m.get("dtype", "auto"), local_files_only=m.get("local_files_only", True),
                          trust_remote_code=m.get("trust_remote_code", False),
-                         batch_size=int(m.get("batch_size", 32)))
+                         batch_size=int(m.get("batch_size", 32)), submodule=m.get("submodule", ""))
     return adapter, sequences
 
 

@@ -636,7 +636,7 @@ def annotate(
                          layer=int(mcfg.get("layer", -1)), device=device or mcfg.get("device", "auto"),
                          dtype=mcfg.get("dtype", "auto"), local_files_only=mcfg.get("local_files_only", True),
                          trust_remote_code=mcfg.get("trust_remote_code", False),
-                         batch_size=int(mcfg.get("batch_size", 32)))
+                         batch_size=int(mcfg.get("batch_size", 32)), submodule=mcfg.get("submodule", ""))
     sae_obj = load_sae(sae_path, device=str(adapter.device), expect_model=str(adapter.source.get("path")),
                        expect_layer=adapter.layer)
     if sae_obj.d_in != adapter.d_model:
