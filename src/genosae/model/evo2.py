@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from genosae.errors import InputError
-from genosae.model.adapter import ModelAdapter, TokenSpans, _covers_n, _Row
+from genosae.model.adapter import ModelAdapter, TokenizedBatch, TokenSpans, _covers_n, _Row
 
 __all__ = ["EVO2_MODELS", "Evo2Adapter", "evo2_repo", "load_evo2"]
 
@@ -194,7 +194,7 @@ class Evo2Adapter(ModelAdapter):
         # Evo2.forward returns StripedHyena's (logits, inference state) as its first element
         return SimpleNamespace(logits=outputs[0] if isinstance(outputs, tuple | list) else outputs)
 
-    def _layer_acts(self, batch: Any) -> torch.Tensor:
+    def _layer_acts(self, batch: TokenizedBatch) -> torch.Tensor:
         _, embeddings = self.evo2.forward(batch.input_ids.to(self.device), return_embeddings=True,
                                           layer_names=[self.hook_module])
         return embeddings[self.hook_module]
