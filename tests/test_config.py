@@ -110,3 +110,13 @@ def test_simulated_design_paths_follow_outdir(tmp_path):
     with pytest.raises(InputError, match=r"designs\.coh\.samples"):
         validate_config({"outdir": "out", "designs": {"coh": {"kind": "cohort", "simulate": {},
                                                               "samples": "results/simulate/coh/samples.tsv"}}})
+
+
+def test_evo2_model_path_is_not_checked_as_a_folder(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"model": {"path": "evo2:evo2_7b", "layer": 26, "submodule": "mlp.l3"}}))
+    assert load_config(path)["model"]["submodule"] == "mlp.l3"
+    assert validate_config({})["model"]["submodule"] == ""
+    path.write_text(yaml.safe_dump({"model": {"path": "./no-such-model"}}))
+    with pytest.raises(InputError, match=r"model\.path"):
+        load_config(path)

@@ -119,7 +119,7 @@ def check_inputs(config: dict, *, source: str | Path = "<config>", produced_pref
         need(config["motifs"]["file"], "motifs.file", "motif file")
     model_path = config["model"]["path"]
     looks_local = model_path.startswith((".", "/", "~")) or Path(model_path).exists() or model_path.count("/") != 1
-    if looks_local:
+    if looks_local and not model_path.startswith("evo2:"):  # Evo 2 names are resolved by genosae.model.evo2
         need(model_path, "model.path", "model folder")
     for name, d in config.get("designs", {}).items():
         for key in ("regions", "gene_set", "sequences", "samples"):

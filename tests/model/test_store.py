@@ -56,6 +56,20 @@ def test_roundtrip_and_token_table(tmp_path):
     assert tt["bp_start"].dtype == np.int64 and tt["is_special"].dtype == bool
 
 
+def test_float16_storage_refuses_overflow(tmp_path):
+    """bfloat16 (Evo 2) or float32 activations beyond float16's range are refused, not stored as inf."""
+    w = ActivationStoreWriter(tmp_path / "s", manifest_meta=META, windows=_windows(), storage_dtype="float16")
+    shard = _shard(0, 2)
+    shard["acts"] = torch.from_numpy(shard["acts"]).to(torch.bfloat16)
+    w.write_shard(0, **shard)  # in range: fine
+    shard["acts"][3, 1] = 7.0e4
+    with pytest.raises(InputError, match=r"reach 7\.0\d*e\+04, beyond float16's range") as err:
+        w.write_shard(1, **shard)
+    assert err.value.record == "embed.storage_dtype"
+    ActivationStoreWriter(tmp_path / "f32", manifest_meta=META, windows=_windows(),
+                          storage_dtype="float32").write_shard(0, **shard)  # float32 holds it
+
+
 def test_bfloat16_storage(tmp_path):
     store = _write(tmp_path / "s", [(0, (0, 6))], dtype="bfloat16").finalize()
     sh = next(store.iter_shards(framework="torch"))

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import (
+    Regex,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
 from transformers import PreTrainedTokenizerFast
 
 from genosae.model.lm import GenosaeCNNConfig, GenosaeCNNForMaskedLM, build_tokenizer
@@ -106,6 +115,41 @@ def make_causal(path: Path) -> Path:
                       num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024,
                       pad_token_id=0, bos_token_id=1, eos_token_id=2)
     return _save(LlamaForCausalLM(cfg), fast, path)
+
+
+def gpn_tokenizer(*, normaliser: bool = True) -> PreTrainedTokenizerFast:
+    """GPN's character tokenizer (``songlab/tokenizer-dna-mlm``: a BPE with no merges over lower-case
+    ``a c g t`` behind a lower-casing normaliser, ``[PAD] [MASK] [UNK]`` first, no special tokens added).
+    ``normaliser=False``: the same vocabulary without the normaliser (upper-case bases are then unknown)."""
+    vocab = {"[PAD]": 0, "[MASK]": 1, "[UNK]": 2, "a": 3, "c": 4, "g": 5, "t": 6}
+    if normaliser:
+        tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="[UNK]"))
+        tok.normalizer = normalizers.Lowercase()
+        tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    else:
+        tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+        tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", mask_token="[MASK]", unk_token="[UNK]")
+
+
+def make_gpn(path: Path, encoder: str = "convnet", *, normaliser: bool = True) -> Path:
+    """A tiny GPN (``gpn`` ≥ 0.9 ``GPNForMaskedLM``, one-hot embedding): ``encoder`` ``convnet``,
+    ``roformer`` or ``legacy`` (the ``ConvNet`` model type of the first GPN checkpoints)."""
+    import contextlib
+    import io
+
+    from gpn.legacy import ConvNetConfig, ConvNetForMaskedLM
+    from gpn.model import GPNConfig, GPNForMaskedLM
+
+    torch.manual_seed(4)
+    with contextlib.redirect_stdout(io.StringIO()):  # GPN prints its dilation schedule
+        if encoder == "legacy":
+            model = ConvNetForMaskedLM(ConvNetConfig(vocab_size=7, hidden_size=16, n_layers=3, kernel_size=3))
+        else:
+            model = GPNForMaskedLM(GPNConfig(vocab_size=7, hidden_size=16, num_hidden_layers=3, intermediate_size=24,
+                                             encoder=encoder, num_attention_heads=2, first_kernel_size=5,
+                                             rest_kernel_size=3, max_position_embeddings=512))
+    return _save(model, gpn_tokenizer(normaliser=normaliser), path)
 
 
 MAKERS = {"cnn": make_cnn, "nt_fast": make_nt_fast, "nt_slow": make_nt_slow, "bpe": make_bpe,

@@ -65,7 +65,7 @@ def _sequence_source(reference_dir: Path, config: dict):
 
 def _embed(args: argparse.Namespace) -> int:
     from genosae.config import load_config
-    from genosae.model.adapter import load_model
+    from genosae.model.adapter import load_model_from_config
     from genosae.model.embed import embed_windows
     from genosae.model.store import read_windows_table
 
@@ -74,13 +74,9 @@ def _embed(args: argparse.Namespace) -> int:
     if not Path(args.windows).is_file():
         raise InputError("windows table not found", path=args.windows)
     windows = read_windows_table(args.windows)
-    model_path = args.model or m["path"]
     if args.model and not Path(args.model).is_dir():
         raise InputError("--model must be a model folder", path=args.model)
-    adapter = load_model(model_path, revision=None if args.model else m["revision"], layer=m["layer"],
-                         device=m["device"],
-                         dtype=m["dtype"], local_files_only=m["local_files_only"],
-                         trust_remote_code=m["trust_remote_code"], batch_size=m["batch_size"])
+    adapter = load_model_from_config(m, path=args.model or None)
     try:
         store = embed_windows(adapter, windows, _sequence_source(Path(args.reference_dir), config), args.out,
                               batch_size=m["batch_size"], windows_per_shard=args.windows_per_shard,

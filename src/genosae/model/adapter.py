@@ -5,17 +5,24 @@ map, read one layer's hidden states, and score the model's own LM loss with that
 never contacts a hub unless ``local_files_only=False``, and resolves ``layer`` to the module whose
 output *is* ``output_hidden_states[layer]`` by probing the model once (so the hook is exact also for
 models whose last hidden state is taken after a final norm). Hidden states are then read with a
-forward hook that stops the forward pass right after that module.
+forward hook that stops the forward pass right after that module. Models that return no hidden
+states (GPN) get them from their stack of layers; models whose ``forward`` takes no
+``attention_mask`` (GPN, HyenaDNA, Caduceus) are never shown padding. GPN checkpoints register
+their model types through the ``gpn`` package on load; Evo 2 (``evo2:<name>``) goes through
+:mod:`genosae.model.evo2`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
+import inspect
+import io
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -36,6 +43,11 @@ _NORMALISE = bytes((c if c in b"ACGTN" else (c - 32 if c in b"acgtn" else ord("N
 
 
 _revcomp = reverse_complement  # the name is shadowed by the ``reverse_complement`` flag below
+
+#: ``model.path`` prefix of Evo 2 checkpoints, loaded through the ``evo2`` package
+EVO2_PREFIX = "evo2:"
+#: model types the ``gpn`` package registers with the Auto classes (``gpn.register_auto_classes("gpn")``)
+GPN_MODEL_TYPES = frozenset({"GPN", "ConvNet", "GPNRoFormer"})
 
 
 def normalise_dna(seq: str) -> str:
@@ -71,6 +83,21 @@ class TokenSpans:
 
     def __len__(self) -> int:
         return len(self.bp_start)
+
+    def reverse_strand(self, length: int) -> TokenSpans:
+        """Spans of a read of the reverse complement, in forward coordinates of a ``length``-bp sequence."""
+        start = np.where(self.bp_end >= 0, length - self.bp_end, -1)
+        end = np.where(self.bp_start >= 0, length - self.bp_start, -1)
+        return TokenSpans(start, end, self.is_special, self.has_n)
+
+    @classmethod
+    def concat(cls, parts: Sequence[tuple[int, TokenSpans]]) -> TokenSpans:
+        """Join the spans of consecutive pieces, each ``(offset of the piece in bp, its spans)``."""
+        def cat(get: Callable[[int, TokenSpans], np.ndarray]) -> np.ndarray:
+            return np.concatenate([get(off, sp) for off, sp in parts])
+        return cls(cat(lambda o, sp: np.where(sp.bp_start >= 0, sp.bp_start + o, -1)),
+                   cat(lambda o, sp: np.where(sp.bp_end >= 0, sp.bp_end + o, -1)),
+                   cat(lambda _o, sp: sp.is_special), cat(lambda _o, sp: sp.has_n))
 
 
 class _StopForward(Exception):
@@ -135,6 +162,22 @@ def detect_tokenization(tokenizer: Any) -> tuple[Tokenization, int]:
     return "bpe", 0
 
 
+class _Row(NamedTuple):
+    """One encoded sequence: token ids, special mask, base spans (-1 for specials), N coverage."""
+
+    ids: np.ndarray
+    special: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    has_n: np.ndarray
+
+
+def _covers_n(seq: str, start: np.ndarray, end: np.ndarray, special: np.ndarray) -> np.ndarray:
+    """Whether each non-special token's span holds an ``N``."""
+    n_cum = np.concatenate([[0], np.cumsum(np.frombuffer(seq.encode(), dtype=np.uint8) == ord("N"))])
+    return np.where(special, False, n_cum[np.maximum(end, 0)] - n_cum[np.maximum(start, 0)] > 0)
+
+
 class ModelAdapter:
     """A loaded DNA LM with one chosen layer. Build with :func:`load_model`.
 
@@ -173,10 +216,16 @@ class ModelAdapter:
         self.source = source or {}
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
+        params = inspect.signature(model.forward).parameters
+        self._forward_params = set(params)
+        self._forward_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        # a model that cannot be told which tokens are padding is never shown any (one length per batch)
+        self._takes_mask = "attention_mask" in params
         self.tokenization, self.kmer = detect_tokenization(tokenizer)
         self._use_offsets = bool(getattr(tokenizer, "is_fast", False))
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._token_len = self._token_length_table()
+        self._lower = self._needs_lower_case()
         self.n_hidden, self.d_model, self.layer, self.hook_module = self._probe_layer(layer)
         self._module = dict(self.model.named_modules())[self.hook_module]
 
@@ -188,6 +237,23 @@ class ModelAdapter:
         for tok, i in vocab.items():
             table[i] = max(len(tok.removeprefix("##").lstrip("Ġ▁")), 0)
         return table
+
+    def _needs_lower_case(self) -> bool:
+        """Whether bases must reach the tokenizer lower-case (a lower-case vocabulary without a
+        lower-casing normaliser); a tokenizer that maps both cases to its unknown token is refused."""
+        unk = self.tokenizer.unk_token_id
+        if unk is None:
+            return False
+
+        def unknown(bases: str) -> bool:
+            return unk in self.tokenizer(bases, add_special_tokens=False)["input_ids"]
+
+        if not unknown("ACGT"):
+            return False
+        if not unknown("acgt"):
+            return True
+        raise InputError(f"the tokenizer of {self.source.get('path')} maps the bases A, C, G, T to its unknown "
+                         f"token {self.tokenizer.unk_token!r} in both cases: not a DNA tokenizer", record="model.path")
 
     def _spans_one(self, seq: str, ids: np.ndarray, special: np.ndarray,
                    offsets: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -207,46 +273,55 @@ class ModelAdapter:
             raise InputError(msg, record="model.path")
         return np.where(special, -1, start), np.where(special, -1, end)
 
-    def tokenize(self, seqs: Sequence[str]) -> TokenizedBatch:
-        """Tokenize sequences (upper-cased, non-ACGT → N) into a right-padded batch with base spans."""
-        seqs = [normalise_dna(s) for s in seqs]
+    def _encode(self, seqs: Sequence[str]) -> list[_Row]:
+        """Token ids and base spans of each (normalised) sequence, unpadded."""
         kw: dict[str, Any] = {"add_special_tokens": True, "return_special_tokens_mask": True,
                               "return_attention_mask": False, "truncation": False}
         if self._use_offsets:
             kw["return_offsets_mapping"] = True
-        enc = self.tokenizer(seqs, **kw)
+        enc = self.tokenizer([s.lower() for s in seqs] if self._lower else list(seqs), **kw)
         rows = []
         for i, seq in enumerate(seqs):
             ids = np.asarray(enc["input_ids"][i], dtype=np.int64)
             special = np.asarray(enc["special_tokens_mask"][i], dtype=bool)
             offsets = np.asarray(enc["offset_mapping"][i], dtype=np.int64).reshape(-1, 2) if self._use_offsets else None
             start, end = self._spans_one(seq, ids, special, offsets)
-            n_cum = np.concatenate([[0], np.cumsum(np.frombuffer(seq.encode(), dtype=np.uint8) == ord("N"))])
-            has_n = np.where(special, False, n_cum[np.maximum(end, 0)] - n_cum[np.maximum(start, 0)] > 0)
-            rows.append((ids, special, start, end, has_n))
-        lengths = np.array([len(r[0]) for r in rows], dtype=np.int64)
+            rows.append(_Row(ids, special, start, end, _covers_n(seq, start, end, special)))
+        return rows
+
+    def _pad(self, rows: Sequence[_Row]) -> TokenizedBatch:
+        """Right-pad encoded rows into one batch."""
+        lengths = np.array([len(r.ids) for r in rows], dtype=np.int64)
         B, T = len(rows), int(lengths.max()) if len(rows) else 0
         pos = np.arange(T)[None, :] < lengths[:, None]
-        flat = [np.concatenate([r[j] for r in rows]) if rows else np.zeros(0) for j in range(5)]
 
-        def pad(j: int, fill: Any, dtype: Any) -> torch.Tensor:
+        def pad(field: str, fill: Any, dtype: Any) -> torch.Tensor:
             out = np.full((B, T), fill, dtype=dtype)
-            out[pos] = flat[j]
+            if rows:
+                out[pos] = np.concatenate([getattr(r, field) for r in rows])
             return torch.from_numpy(out)
 
         return TokenizedBatch(
-            input_ids=pad(0, self._pad_id, np.int64),
+            input_ids=pad("ids", self._pad_id, np.int64),
             attention_mask=torch.from_numpy(pos.astype(np.int64)),
-            bp_start=pad(2, -1, np.int64),
-            bp_end=pad(3, -1, np.int64),
-            is_special=pad(1, True, bool),
-            has_n=pad(4, False, bool),
+            bp_start=pad("start", -1, np.int64),
+            bp_end=pad("end", -1, np.int64),
+            is_special=pad("special", True, bool),
+            has_n=pad("has_n", False, bool),
             lengths=torch.from_numpy(lengths),
         )
 
+    def tokenize(self, seqs: Sequence[str]) -> TokenizedBatch:
+        """Tokenize sequences (upper-cased, non-ACGT → N) into a right-padded batch with base spans."""
+        return self._pad(self._encode([normalise_dna(s) for s in seqs]))
+
     # ------------------------------------------------------------------ layer resolution
     def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kw: Any) -> Any:
-        return self.model(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device), **kw)
+        if not self._forward_kwargs:
+            kw = {k: v for k, v in kw.items() if k in self._forward_params}
+        if self._takes_mask:
+            kw["attention_mask"] = attention_mask.to(self.device)
+        return self.model(input_ids=input_ids.to(self.device), **kw)
 
     def _probe_layer(self, layer: int) -> tuple[int, int, int, str]:
         """Find the module whose output equals ``output_hidden_states[layer]`` on a probe sequence."""
@@ -255,10 +330,14 @@ class ModelAdapter:
         batch = self.tokenize([probe])
         outputs: list[tuple[str, torch.Tensor]] = []
         calls: dict[str, int] = {}
+        stack = self._blocks()
+        stack_input: list[torch.Tensor] = []
 
         def record(name: str) -> Callable:
-            def hook(_m: nn.Module, _args: Any, out: Any) -> None:
+            def hook(_m: nn.Module, args: Any, out: Any) -> None:
                 calls[name] = calls.get(name, 0) + 1
+                if stack and name == stack[0] and calls[name] == 1 and args and isinstance(args[0], torch.Tensor):
+                    stack_input.append(args[0].detach())
                 t = _first_tensor(out)
                 if t is not None and calls[name] == 1:
                     outputs.append((name, t.detach()))
@@ -271,10 +350,7 @@ class ModelAdapter:
         finally:
             for h in handles:
                 h.remove()
-        hidden = getattr(out, "hidden_states", None)
-        if not hidden:
-            raise InputError(f"model {self.source.get('path')} does not return hidden states",
-                             record="model.path")
+        hidden = getattr(out, "hidden_states", None) or self._stack_hidden_states(stack, stack_input, dict(outputs))
         n_hidden = len(hidden)
         resolved = layer + n_hidden if layer < 0 else layer
         if not 0 <= resolved < n_hidden:
@@ -292,16 +368,38 @@ class ModelAdapter:
         if not matches:
             raise InputError(f"no module of {type(self.model).__name__} outputs hidden state {resolved}; "
                              "choose another layer", record="model.layer")
-        blocks = self._block_names(n_hidden - 1)
+        blocks = self._blocks(n_hidden - 1)
         preferred = blocks[resolved - 1] if blocks and resolved >= 1 else None
         name = preferred if preferred in matches else matches[0]
         return n_hidden, int(target.shape[-1]), resolved, name
 
-    def _block_names(self, n_layers: int) -> list[str]:
+    def _blocks(self, n_layers: int | None = None) -> list[str]:
+        """Names of the model's layers: the first ``ModuleList``/``Sequential`` of ``n_layers`` modules
+        (default: the config's ``num_hidden_layers``, or ``n_layers`` for GPN's legacy ConvNet)."""
+        if n_layers is None:
+            cfg = getattr(self.model, "config", None)
+            n_layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layers", None)
         for name, m in self.model.named_modules():
-            if isinstance(m, nn.ModuleList) and len(m) == n_layers:
+            if isinstance(m, nn.ModuleList | nn.Sequential) and n_layers and len(m) == n_layers:
                 return [f"{name}.{i}" for i in range(n_layers)]
         return []
+
+    def _stack_hidden_states(self, stack: list[str], stack_input: list[torch.Tensor],
+                             outputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """Hidden states of a model that returns none (GPN), in the ``transformers`` convention: the
+        input of layer 1, the outputs of layers 1..n-1, and the base model's ``last_hidden_state``
+        (after a final norm, if the model has one) as state n."""
+        if not stack or not stack_input or any(b not in outputs for b in stack):
+            raise InputError(f"model {self.source.get('path')} returns no hidden states and has no stack of "
+                             "layers to read them from", record="model.path")
+        states = [stack_input[0], *(outputs[b] for b in stack)]
+        base = getattr(self.model, "base_model", self.model)
+        if base is not self.model:
+            base_name = next(n for n, m in self.model.named_modules() if m is base)
+            last = outputs.get(base_name)
+            if last is not None and last.shape == states[-1].shape:
+                states[-1] = last
+        return states
 
     @contextlib.contextmanager
     def _hook(self, fn: Callable[[nn.Module, Any, Any], Any]) -> Iterator[None]:
@@ -312,11 +410,15 @@ class ModelAdapter:
             handle.remove()
 
     # ------------------------------------------------------------------ batching
-    def _buckets(self, seqs: Sequence[str]) -> Iterator[np.ndarray]:
-        """Indices of ``seqs`` in length-sorted batches of ``batch_size``."""
-        order = np.argsort([len(s) for s in seqs], kind="stable")
-        for s in range(0, len(order), self.batch_size):
-            yield order[s:s + self.batch_size]
+    def _buckets(self, lengths: Sequence[int]) -> Iterator[np.ndarray]:
+        """Indices of rows of ``lengths`` tokens in length-sorted batches of ``batch_size`` (of one
+        length each when the model takes no attention mask, so that it never reads padding)."""
+        lengths = np.asarray(lengths, dtype=np.int64)
+        order = np.argsort(lengths, kind="stable")
+        groups = [order] if self._takes_mask else np.split(order, np.flatnonzero(np.diff(lengths[order])) + 1)
+        for group in groups:
+            for s in range(0, len(group), self.batch_size):
+                yield group[s:s + self.batch_size]
 
     def _layer_acts(self, batch: TokenizedBatch) -> torch.Tensor:
         """``[B, T, D]`` hidden state at ``self.layer``, stopping the forward pass there."""
@@ -336,6 +438,19 @@ class ModelAdapter:
             raise RuntimeError(msg)
         return captured[0]
 
+    def _read(self, seqs: Sequence[str]) -> list[tuple[torch.Tensor, TokenSpans]]:
+        """``(acts [T_i, D] on CPU, spans)`` of each normalised sequence as the model reads it."""
+        rows = self._encode(seqs)
+        results: list[tuple[torch.Tensor, TokenSpans] | None] = [None] * len(seqs)
+        for idx in self._buckets([len(r.ids) for r in rows]):
+            batch = self._pad([rows[i] for i in idx])
+            acts = self._layer_acts(batch).cpu()
+            for b, i in enumerate(idx):
+                n = int(batch.lengths[b])
+                r = rows[i]
+                results[i] = (acts[b, :n], TokenSpans(r.start, r.end, r.special, r.has_n))
+        return results  # type: ignore[return-value]
+
     @torch.inference_mode()
     def hidden_states(
         self, seqs: Sequence[str], *, reverse_complement: bool = False
@@ -347,20 +462,10 @@ class ModelAdapter:
         model reads the reverse complement and spans are given in forward-strand coordinates.
         """
         seqs = [normalise_dna(s) for s in seqs]
-        inputs = [_revcomp(normalise_dna(s)) for s in seqs] if reverse_complement else seqs
-        results: list[tuple[torch.Tensor, TokenSpans] | None] = [None] * len(seqs)
-        for idx in self._buckets(inputs):
-            batch = self.tokenize([inputs[i] for i in idx])
-            acts = self._layer_acts(batch).cpu()
-            for b, i in enumerate(idx):
-                n = int(batch.lengths[b])
-                start, end = batch.bp_start[b, :n].numpy(), batch.bp_end[b, :n].numpy()
-                if reverse_complement:
-                    L = len(seqs[i])
-                    start, end = np.where(end >= 0, L - end, -1), np.where(start >= 0, L - start, -1)
-                spans = TokenSpans(start, end, batch.is_special[b, :n].numpy(), batch.has_n[b, :n].numpy())
-                results[i] = (acts[b, :n], spans)
-        return results  # type: ignore[return-value]
+        if not reverse_complement:
+            return self._read(seqs)
+        read = self._read([_revcomp(s) for s in seqs])
+        return [(acts, spans.reverse_strand(len(s))) for s, (acts, spans) in zip(seqs, read)]
 
     # ------------------------------------------------------------------ LM loss
     def _transform_hook(self, transform: Callable[[torch.Tensor], torch.Tensor]) -> Callable:
@@ -392,15 +497,15 @@ class ModelAdapter:
         if self.kind == "base":
             raise InputError(f"model {self.source.get('path')} has no LM head; lm_loss needs a masked or "
                              "causal LM", record="model.path")
-        seqs = [normalise_dna(s) for s in seqs]
-        mask_id = self.tokenizer.mask_token_id
+        rows = self._encode([normalise_dna(s) for s in seqs])
+        mask_id = self.tokenizer.mask_token_id if self.kind == "mlm" else None
         if self.kind == "mlm" and mask_id is None:
             raise InputError("the tokenizer has no mask token; cannot score a masked LM", record="model.path")
         total, count = 0.0, 0
         ctx = self._hook(self._transform_hook(transform)) if transform is not None else contextlib.nullcontext()
         with ctx:
-            for idx in self._buckets(seqs):
-                batch = self.tokenize([seqs[i] for i in idx])
+            for idx in self._buckets([len(r.ids) for r in rows]):
+                batch = self._pad([rows[i] for i in idx])
                 ids, attn = batch.input_ids, batch.attention_mask
                 scorable = (attn.bool() & ~batch.is_special)
                 if self.kind == "mlm":
@@ -481,11 +586,28 @@ _CAUSAL_TYPES = {"gpt2", "llama", "mistral", "gpt_neox", "hyenadna", "mamba", "m
                  "stripedhyena", "evo", "phi", "falcon"}
 
 
+def _register_gpn(model_type: str) -> None:
+    """Register GPN's model types with the Auto classes (``gpn`` ≥ 0.9; older versions on import)."""
+    try:
+        import gpn
+    except ImportError as err:
+        raise InputError(f"model type {model_type!r} is a GPN model: install the gpn extra "
+                         "(pip install 'genosae[gpn]')", record="model.path") from err
+    register = getattr(gpn, "register_auto_classes", None)
+    if register is None:
+        importlib.import_module("gpn.model")
+    else:
+        register("gpn")
+
+
 def _load_config(name: str, *, revision: str | None, local_files_only: bool, trust_remote_code: bool) -> Any:
-    from transformers import AutoConfig
+    from transformers import AutoConfig, PretrainedConfig
 
     is_local = Path(name).exists()
     try:
+        config_dict, _ = PretrainedConfig.get_config_dict(name, revision=revision, local_files_only=local_files_only)
+        if config_dict.get("model_type") in GPN_MODEL_TYPES:
+            _register_gpn(config_dict["model_type"])
         return AutoConfig.from_pretrained(name, revision=revision, local_files_only=local_files_only,
                                           trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
@@ -513,16 +635,28 @@ def load_model(
     local_files_only: bool = True,
     trust_remote_code: bool = False,
     batch_size: int = 32,
+    submodule: str = "",
 ) -> ModelAdapter:
     """Load a DNA language model (hub id or local folder) and wrap it in a :class:`ModelAdapter`.
 
     The LM head class is chosen from the config: ``*ForMaskedLM`` architectures (or any model type
     registered for masked LM) load with ``AutoModelForMaskedLM``, decoder-only ones with
-    ``AutoModelForCausalLM``, anything else with ``AutoModel`` (hidden states only).
+    ``AutoModelForCausalLM``, anything else with ``AutoModel`` (hidden states only). GPN model types
+    are registered through the ``gpn`` package first. ``evo2:<name>`` (or ``evo2:<path>/<name>.pt``)
+    loads Evo 2 through the ``evo2`` package (:func:`genosae.model.evo2.load_evo2`), where ``layer``
+    is a block index and ``submodule`` names a module inside that block (``mlp.l3``).
     """
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
     name = str(name_or_path)
+    if name.startswith(EVO2_PREFIX):
+        from genosae.model.evo2 import load_evo2
+
+        return load_evo2(name.removeprefix(EVO2_PREFIX), revision=revision, layer=layer, submodule=submodule,
+                         device=device, dtype=dtype, local_files_only=local_files_only, batch_size=batch_size)
+    if submodule:
+        raise InputError(f"model.submodule ({submodule!r}) applies to Evo 2 models only; for {name} choose the "
+                         "hidden state with model.layer", record="model.submodule")
     dev = _resolve_device(device)
     torch_dtype = _resolve_dtype(dtype, dev)
     kw = dict(revision=revision, local_files_only=local_files_only, trust_remote_code=trust_remote_code)
@@ -534,13 +668,18 @@ def load_model(
         [(AutoModelForMaskedLM, "mlm"), (AutoModelForCausalLM, "causal")]
     attempts.append((AutoModel, "base"))
     model, kind, errors = None, "base", []
-    for cls, k in attempts:
-        try:
-            model = cls.from_pretrained(name, config=config, dtype=torch_dtype, **kw)
-            kind = k
-            break
-        except (ValueError, KeyError) as err:  # config not mapped to this Auto class
-            errors.append(f"{cls.__name__}: {str(err)[:120]}")
+    printed = io.StringIO()  # GPN's encoders print their dilation schedule while being built
+    quiet = contextlib.redirect_stdout(printed) if config.model_type in GPN_MODEL_TYPES else contextlib.nullcontext()
+    with quiet:
+        for cls, k in attempts:
+            try:
+                model = cls.from_pretrained(name, config=config, dtype=torch_dtype, **kw)
+                kind = k
+                break
+            except (ValueError, KeyError) as err:  # config not mapped to this Auto class
+                errors.append(f"{cls.__name__}: {str(err)[:120]}")
+    if printed.getvalue():
+        log.debug("%s printed while loading: %s", name, printed.getvalue().strip())
     if model is None:
         raise InputError(f"cannot load {name} with any Auto class ({'; '.join(errors)})", record="model.path")
     try:
@@ -556,6 +695,19 @@ def load_model(
     return adapter
 
 
+def load_model_from_config(model_cfg: dict[str, Any], *, path: str | Path | None = None, layer: int | None = None,
+                           device: str | None = None) -> ModelAdapter:
+    """:func:`load_model` with the config's ``model`` section (``path`` overrides ``model.path`` and then
+    drops ``model.revision``; ``layer`` and ``device`` override theirs)."""
+    m = model_cfg
+    return load_model(path if path is not None else m["path"], revision=None if path is not None else m.get("revision"),
+                      layer=int(m.get("layer", -1) if layer is None else layer),
+                      device=device or m.get("device", "auto"), dtype=m.get("dtype", "auto"),
+                      local_files_only=m.get("local_files_only", True),
+                      trust_remote_code=m.get("trust_remote_code", False),
+                      batch_size=int(m.get("batch_size", 32)), submodule=m.get("submodule", ""))
+
+
 def _config_sha(config: Any) -> str:
     from genosae._io import stable_hash
 
@@ -569,12 +721,17 @@ def fetch_model(name: str, *, revision: str | None = None, local_dir: str | None
     """Download a hub model (weights, config, tokenizer, remote code) for later offline use.
 
     Run this on a login node with network access; compute jobs then load it with
-    ``local_files_only=True`` (the default) and ``HF_HUB_OFFLINE=1``. Returns the local folder.
+    ``local_files_only=True`` (the default) and ``HF_HUB_OFFLINE=1``. ``evo2:<name>`` fetches that Evo 2
+    checkpoint's hub repository. Returns the local folder.
     """
     import os
 
     from huggingface_hub import snapshot_download
 
+    if name.startswith(EVO2_PREFIX):
+        from genosae.model.evo2 import evo2_repo
+
+        name = evo2_repo(name.removeprefix(EVO2_PREFIX))
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         raise InputError("HF_HUB_OFFLINE=1 is set: run fetch-model where the hub can be reached "
                          "(e.g. a login node), without that variable", record=name)

@@ -39,8 +39,12 @@ def random_init_model(
     :data:`CONTROL_INFO` (``source``, ``revision``, ``seed``, ``model_type``, ``n_parameters``).
     Written atomically: a killed run leaves no half-written folder.
     """
-    from genosae.model.adapter import load_model
+    from genosae.errors import InputError
+    from genosae.model.adapter import EVO2_PREFIX, load_model
 
+    if str(name_or_path).startswith(EVO2_PREFIX):
+        raise InputError("the control model (a random initialisation of the configured model) is not available "
+                         "for Evo 2; set control_model.enabled: false", record="control_model.enabled")
     trained = load_model(name_or_path, revision=revision, device="cpu", dtype="float32",
                          local_files_only=local_files_only, trust_remote_code=trust_remote_code)
     cls, config = type(trained.model), trained.model.config

@@ -189,6 +189,12 @@ class ActivationStoreWriter:
             raise ValueError(msg)
         n = int(acts_t.shape[0])
         cols = dict(zip(TOKEN_COLUMNS, (window_index, token_index, bp_start, bp_end, is_special, has_n)))
+        if self._torch_dtype == torch.float16 and n:  # bfloat16/float32 values beyond 65504 would become inf
+            peak = float(torch.nan_to_num(acts_t.abs(), nan=0.0, posinf=0.0).max())
+            if peak > torch.finfo(torch.float16).max:
+                raise InputError(f"activations reach {peak:.4g}, beyond float16's range (65504), and would be stored "
+                                 "as inf; set embed.storage_dtype: bfloat16 or float32", path=self.path,
+                                 record="embed.storage_dtype")
         tensors = {"acts": acts_t.to(self._torch_dtype).contiguous()}
         for name, dtype in TOKEN_COLUMNS.items():
             tensors[name] = _to_torch(cols[name], dtype, name, n)

@@ -109,7 +109,7 @@ def store_metadata(store: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------- commands
 def stream_source(config: dict, windows_path: str | Path, reference_dir: str | Path | None, device: str) -> Any:
     """A :class:`~genosae.model.stream.ModelActivationStream` of the config's model over a windows TSV."""
-    from genosae.model.adapter import load_model
+    from genosae.model.adapter import load_model_from_config
     from genosae.model.embed import fasta_sequences
     from genosae.model.store import read_windows_table
     from genosae.model.stream import ModelActivationStream
@@ -119,16 +119,11 @@ def stream_source(config: dict, windows_path: str | Path, reference_dir: str | P
                          record="--reference-dir")
     if not Path(windows_path).is_file():
         raise InputError("windows table not found; fix the path", path=windows_path)
-    mcfg = config["model"]
-    adapter = load_model(mcfg["path"], revision=mcfg.get("revision"), layer=int(mcfg.get("layer", -1)),
-                         device=device, dtype=mcfg.get("dtype", "auto"),
-                         local_files_only=mcfg.get("local_files_only", True),
-                         trust_remote_code=mcfg.get("trust_remote_code", False),
-                         batch_size=int(mcfg.get("batch_size", 32)))
+    adapter = load_model_from_config(config["model"], device=device)
     return ModelActivationStream(adapter, read_windows_table(windows_path),
                                  fasta_sequences(Path(reference_dir, "genome.fa")),
                                  buffer_tokens=int(config["sae"].get("stream_buffer_tokens", 131_072)),
-                                 reverse_complement=bool(config.get("embed", {}).get("reverse_complement", False)),
+                                 reverse_complement=bool(config["model"].get("reverse_complement", False)),
                                  path=windows_path)
 
 
@@ -183,7 +178,7 @@ def _lm_inputs(config: dict, store: Any, held: np.ndarray, reference_dir: Path,
                max_sequences: int, device: str):
     from genosae.genome.reference import Reference
     from genosae.genome.windows import window_sequences
-    from genosae.model.adapter import load_model
+    from genosae.model.adapter import load_model_from_config
 
     fasta = reference_dir / "genome.fa"
     windows = store.windows
@@ -197,12 +192,7 @@ def _lm_inputs(config: dict, store: Any, held: np.ndarray, reference_dir: Path,
     ref = Reference.open(fasta, config["reference"].get("chrom_aliases") or {}) \
         if fasta.exists() else None
     sequences = window_sequences(windows.iloc[idx], ref)
-    m = config["model"]
-    layer = int(store.manifest["layer"])
-    adapter = load_model(m["path"], revision=m.get("revision"), layer=layer, device=device,
-                         dtype=m.get("dtype", "auto"), local_files_only=m.get("local_files_only", True),
-                         trust_remote_code=m.get("trust_remote_code", False),
-                         batch_size=int(m.get("batch_size", 32)))
+    adapter = load_model_from_config(config["model"], layer=int(store.manifest["layer"]), device=device)
     return adapter, sequences
 
 

@@ -109,11 +109,11 @@ def detect_format(path: str | os.PathLike[str]) -> tuple[SAEFormat, Path]:
 # ---------------------------------------------------------------------------------- provenance
 def model_key(name: str | None) -> str | None:
     """Comparable model name: the last path / hub-id component, lower-case (``arcinstitute/evo2_7b``
-    → ``evo2_7b``, ``/x/models/genosae-yeast-cnn/`` → ``genosae-yeast-cnn``)."""
+    and ``evo2:evo2_7b`` → ``evo2_7b``, ``/x/models/genosae-yeast-cnn/`` → ``genosae-yeast-cnn``)."""
     if name is None:
         return None
     s = str(name).rstrip("/\\")
-    return re.split(r"[/\\]", s)[-1].lower() or None
+    return re.split(r"[/\\:]", s)[-1].lower() or None
 
 
 def check_provenance(sae: SAE, *, expect_model: str | None = None, expect_layer: int | None = None,

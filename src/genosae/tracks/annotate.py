@@ -587,7 +587,7 @@ def open_feature_run(config: dict, paths: tuple[Path, Path], *, model: str | os.
                      device: str | None = None) -> FeatureRun:
     """Load the config's model (or ``model``), the SAE at ``paths[0]`` checked against that model and
     layer, and the catalogue at ``paths[1]`` with its ``alignment.parquet`` when present."""
-    from genosae.model.adapter import load_model
+    from genosae.model.adapter import load_model_from_config
     from genosae.sae.io import load_sae
 
     sae_path, cat_path = paths
@@ -596,11 +596,7 @@ def open_feature_run(config: dict, paths: tuple[Path, Path], *, model: str | os.
     alignment = (pd.read_parquet(align_path, columns=["feature", "concept", "threshold_abs"])
                  if cat is not None and align_path.is_file() else None)
     mcfg = config["model"]
-    adapter = load_model(model if model is not None else mcfg["path"], revision=mcfg.get("revision"),
-                         layer=int(mcfg.get("layer", -1)), device=device or mcfg.get("device", "auto"),
-                         dtype=mcfg.get("dtype", "auto"), local_files_only=mcfg.get("local_files_only", True),
-                         trust_remote_code=mcfg.get("trust_remote_code", False),
-                         batch_size=int(mcfg.get("batch_size", 32)))
+    adapter = load_model_from_config(mcfg, path=model, device=device)
     sae_obj = load_sae(sae_path, device=str(adapter.device), expect_model=str(adapter.source.get("path")),
                        expect_layer=adapter.layer)
     if sae_obj.d_in != adapter.d_model:
