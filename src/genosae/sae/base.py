@@ -176,14 +176,53 @@ class _GatherPre(torch.autograd.Function):
         return None, None, grad_W_enc, grad_b_enc, grad_b_dec, None, None
 
 
-def sparse_decode(rows_N: torch.Tensor, cols_N: torch.Tensor, vals_N: torch.Tensor,
-                  W_dec: torch.Tensor, n_rows: int) -> torch.Tensor:
-    """``dense(rows, cols, vals) @ W_dec`` for row-sorted COO codes, via ``embedding_bag``."""
+def _bag_offsets(rows_N: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """Start of each row's entries in row-sorted COO codes (``embedding_bag`` offsets)."""
     counts = torch.bincount(rows_N, minlength=n_rows)
     offsets = torch.zeros(n_rows, dtype=torch.long, device=rows_N.device)
     offsets[1:] = torch.cumsum(counts, 0)[:-1]
-    return F.embedding_bag(cols_N, W_dec, offsets, mode="sum", per_sample_weights=vals_N,
-                           include_last_offset=False)
+    return offsets
+
+
+class _SparseDecode(torch.autograd.Function):
+    """``dense(rows, cols, vals) @ W_dec`` forward by ``embedding_bag``; backward by two GEMMs.
+
+    ``embedding_bag``'s own backward with ``per_sample_weights`` sorts the indices and accumulates row by
+    row (the slowest step of a CPU training step, measured); here ``grad_vals = (g @ W_decᵀ)[rows,
+    cols]`` and ``grad_W_dec = codesᵀ @ g`` with the codes scattered into a dense ``[B, d_sae]``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, rows_N: torch.Tensor, cols_N: torch.Tensor, vals_N: torch.Tensor,
+                W_dec: torch.Tensor, n_rows: int) -> torch.Tensor:
+        offsets = _bag_offsets(rows_N, n_rows)
+        ctx.save_for_backward(rows_N, cols_N, vals_N, W_dec)
+        ctx.n_rows = n_rows
+        return F.embedding_bag(cols_N, W_dec, offsets, mode="sum", per_sample_weights=vals_N,
+                               include_last_offset=False)
+
+    @staticmethod
+    def backward(ctx: Any, g_BD: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        rows_N, cols_N, vals_N, W_dec = ctx.saved_tensors
+        grad_vals = grad_W = None
+        g_BD = g_BD.contiguous()
+        if ctx.needs_input_grad[2]:
+            grad_vals = (g_BD @ W_dec.T)[rows_N, cols_N]
+        if ctx.needs_input_grad[3]:
+            codes = torch.zeros(ctx.n_rows, W_dec.shape[0], dtype=g_BD.dtype, device=g_BD.device)
+            codes.index_put_((rows_N, cols_N), vals_N.to(g_BD.dtype), accumulate=True)
+            grad_W = codes.T @ g_BD
+        return None, None, grad_vals, grad_W, None
+
+
+def sparse_decode(rows_N: torch.Tensor, cols_N: torch.Tensor, vals_N: torch.Tensor,
+                  W_dec: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """``dense(rows, cols, vals) @ W_dec`` for row-sorted COO codes (:class:`_SparseDecode`)."""
+    if not (torch.is_grad_enabled() and (vals_N.requires_grad or W_dec.requires_grad)):
+        offsets = _bag_offsets(rows_N, n_rows)
+        return F.embedding_bag(cols_N, W_dec, offsets, mode="sum", per_sample_weights=vals_N,
+                               include_last_offset=False)
+    return _SparseDecode.apply(rows_N, cols_N, vals_N, W_dec, n_rows)
 
 
 def to_dense(rows_N: torch.Tensor, cols_N: torch.Tensor, vals_N: torch.Tensor,
