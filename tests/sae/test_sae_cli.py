@@ -119,3 +119,24 @@ def test_train_on_the_model_stream_matches_the_split_and_provenance(workspace, t
     assert m["fvu"] < 0.6 and m["l0"] <= 4  # it learned the held-out activations of the same model
     rc = main(["train-sae", "--config", str(w["config"]), "--windows", str(windows), "--out", str(tmp_path / "x")])
     assert rc == 2 and "--reference-dir" in capsys.readouterr().err
+
+
+def test_encode_codes_cli(workspace, tmp_path, capsys):
+    from genosae.model.store import ActivationStore
+    from genosae.sae.codes import CodeStore
+    from genosae.sae.io import load_sae
+
+    w = workspace
+    sae_dir = w["root"] / "sae"
+    if not (sae_dir / "cfg.json").exists():
+        assert main(["train-sae", "--config", str(w["config"]), "--store", str(w["store"]), "--out", str(sae_dir),
+                     "--no-progress"]) == 0
+    out = tmp_path / "codes"
+    assert main(["encode-codes", "--config", str(w["config"]), "--store", str(w["store"]), "--sae", str(sae_dir),
+                 "--out", str(out), "--no-progress"]) == 0
+    assert "nonzero codes" in capsys.readouterr().out
+    store, sae = ActivationStore(w["store"]), load_sae(sae_dir)
+    acts = np.concatenate([s["acts"] for s in store.iter_shards()])
+    with torch.no_grad():
+        direct = sae.encode(torch.from_numpy(acts).float()).numpy()
+    np.testing.assert_array_equal(CodeStore(out).codes().toarray(), direct)

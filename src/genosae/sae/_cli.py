@@ -47,6 +47,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None)
     p.set_defaults(func=_evaluate)
 
+    p = sub.add_parser("encode-codes", help="sparse SAE codes of every token of a store (sharded, resumable)")
+    p.add_argument("--config", required=True)
+    p.add_argument("--store", required=True, help="activation store folder")
+    p.add_argument("--sae", required=True, help="SAE folder (or SAELens / Goodfire .pt)")
+    p.add_argument("--out", required=True, help="code store folder (resumed if present)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_encode_codes)
+
     p = sub.add_parser("sweep-sae", help="FVU-vs-L0 sweep over sae.sweep expansion factors and ks")
     p.add_argument("--config", required=True)
     p.add_argument("--store", required=True)
@@ -194,6 +203,20 @@ def _lm_inputs(config: dict, store: Any, held: np.ndarray, reference_dir: Path,
     sequences = window_sequences(windows.iloc[idx], ref)
     adapter = load_model_from_config(config["model"], layer=int(store.manifest["layer"]), device=device)
     return adapter, sequences
+
+
+def _encode_codes(args: argparse.Namespace) -> int:
+    from genosae.sae.codes import encode_store
+    from genosae.sae.external import expectations_from_store
+    from genosae.sae.io import load_sae
+
+    _config, store, _held, device = _setup(args.config, args.store, args.device)
+    sae = load_sae(args.sae, device=device, **expectations_from_store(store))
+    codes = encode_store(store, sae, args.out, device=device, progress=not args.no_progress, sae_path=str(args.sae))
+    dense = sum((store.path / s["file"]).stat().st_size for s in store.shards)
+    print(f"{codes.n_tokens:,} tokens, {codes.manifest['nnz']:,} nonzero codes, {codes.nbytes / 1e6:.1f} MB "
+          f"({codes.nbytes / max(dense, 1):.2f} x the store's {dense / 1e6:.1f} MB) -> {args.out}")
+    return 0
 
 
 def _sweep(args: argparse.Namespace) -> int:
