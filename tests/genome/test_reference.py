@@ -96,3 +96,26 @@ def test_chrom_sort_key_natural_order():
     names = ["chrM", "chrX", "chrIV", "chr10", "chrI", "chrIX", "chr2", "chrXVI", "scaffold_1"]
     assert sorted(names, key=chrom_sort_key) == ["chrI", "chr2", "chrIV", "chrIX", "chrX", "chr10",
                                                   "chrXVI", "chrM", "scaffold_1"]
+
+
+def test_encode_bases_is_the_one_encoder():
+    from genosae.features.motifs import encode_sequences
+    from genosae.genome.reference import complement_codes, decode_bases, encode_bases
+    from genosae.model.lm import VOCAB, build_tokenizer, token_ids
+
+    every = bytes(range(256))
+    codes = encode_bases(every)
+    expect = np.full(256, 5, np.uint8)
+    for i, b in enumerate(b"ACGTN"):
+        expect[b] = expect[b | 0x20] = i
+    np.testing.assert_array_equal(codes, expect)
+    text = "ACGTNacgtnRYW-"
+    np.testing.assert_array_equal(encode_bases(text), encode_bases(text.encode()))
+    np.testing.assert_array_equal(encode_bases(np.frombuffer(text.encode(), np.uint8)), encode_bases(text))
+    assert "".join(decode_bases(encode_bases(text))) == "ACGTNACGTNNNNN"
+    assert "".join(decode_bases(complement_codes(encode_bases("ACGTN")))) == "TGCAN"
+    # the callers read it: motif sites merge N and others into 4, the LM gives tokenizer ids
+    assert encode_sequences([text])[0].tolist() == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 4, 4, 4, 4]
+    tok = build_tokenizer()
+    assert token_ids(text).tolist() == tok(text, add_special_tokens=False)["input_ids"]
+    assert token_ids("R").tolist() == [VOCAB["[UNK]"]]

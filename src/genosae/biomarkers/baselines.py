@@ -15,11 +15,7 @@ from genosae.biomarkers.calibration import ClassifierResult, Penalty, cv_classif
 from genosae.biomarkers.profiles import merged_unit_sequences, window_base_weights
 from genosae.biomarkers.stats import case_control_masks, rank_features, test_features
 from genosae.errors import InputError
-
-_CODE = np.full(256, -1, dtype=np.int8)
-for _i, _b in enumerate(b"ACGT"):
-    _CODE[_b] = _i
-    _CODE[ord(chr(_b).lower())] = _i
+from genosae.genome.reference import encode_bases
 
 
 def kmer_names(k: int) -> list[str]:
@@ -43,7 +39,7 @@ def kmer_counts(sequences: Sequence[str], k: int) -> np.ndarray:
         return np.zeros((0, 4**k), dtype=np.int64)
     raw = [str(s).encode() for s in sequences]
     lens = np.array([len(s) for s in raw], dtype=np.int64)
-    codes = _CODE[np.frombuffer(b"".join(raw), dtype=np.uint8)].astype(np.int64)
+    codes = encode_bases(b"".join(raw)).astype(np.int64)
     seq_of = np.repeat(np.arange(n), lens)
     total = codes.size
     if total < k:
@@ -53,8 +49,8 @@ def kmer_counts(sequences: Sequence[str], k: int) -> np.ndarray:
     bad = np.zeros(m, dtype=bool)
     for j in range(k):  # loop over k only
         c = codes[j:j + m]
-        index = index * 4 + np.maximum(c, 0)
-        bad |= c < 0
+        index = index * 4 + np.where(c < 4, c, 0)
+        bad |= c >= 4
     bad |= seq_of[:m] != seq_of[k - 1:k - 1 + m]  # k-mer spans two sequences
     good = ~bad
     flat = seq_of[:m][good] * 4**k + index[good]

@@ -13,13 +13,13 @@ import pandas as pd
 from scipy import stats as sst
 
 from genosae.biomarkers.stats import (
-    bh,
     case_control_masks,
     layer_matrix,
     mwu_exact_columns,
     mwu_exact_pvalues,
 )
 from genosae.errors import InputError
+from genosae.multitest import benjamini_hochberg
 
 Penalty = Literal["l1", "l2"]
 
@@ -214,7 +214,7 @@ def permutation_null(
         stat_perm = np.abs(u_perm - half)
         n_ge += (stat_perm >= stat_obs[None, :] - eps).sum(axis=0)
         max_perm[lo:lo + k] = stat_perm.max(axis=1)
-        q_perm = bh(p_perm, axis=1, tested=tested[None, :])
+        q_perm = benjamini_hochberg(p_perm, axis=1, tested=tested[None, :], nan="one")
         rejections[lo:lo + k] = (q_perm <= alpha).sum(axis=1)
     emp = (1 + n_ge) / (n_permutations + 1)
     emp_max = (1 + (max_perm[:, None] >= stat_obs[None, :] - eps).sum(axis=0)) / (n_permutations + 1)

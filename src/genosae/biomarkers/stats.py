@@ -13,6 +13,7 @@ import pandas as pd
 from scipy import stats as sst
 
 from genosae.errors import InputError
+from genosae.multitest import benjamini_hochberg
 
 log = logging.getLogger(__name__)
 
@@ -21,36 +22,6 @@ STAT_COLUMNS = (
     "u_stat", "p", "q", "welch_p", "welch_q", "coef_adjusted", "p_adjusted", "q_adjusted",
     "n_case", "n_control", "direction",
 )
-
-
-def bh(p: np.ndarray, axis: int = -1, tested: np.ndarray | None = None) -> np.ndarray:
-    """Benjamini-Hochberg q-values along ``axis``; NaN p-values are treated as 1.
-
-    ``tested`` (bool, broadcastable to ``p`` along ``axis``) excludes hypotheses from the family:
-    their q is 1 and they do not count in the number of tests. Used for units × features whose
-    values are all equal — they can never be significant, and dropping them is a label-independent
-    filter (Bourgon et al. 2010, PNAS), so FDR control holds while power grows.
-    """
-    p = np.where(np.isnan(p), 1.0, np.asarray(p, dtype=np.float64))
-    if p.size == 0:
-        return p
-    if tested is None:
-        return sst.false_discovery_control(p, axis=axis, method="bh")
-    tested = np.broadcast_to(np.asarray(tested, dtype=bool), p.shape)
-    p = np.moveaxis(p, axis, -1)
-    tested = np.moveaxis(tested, axis, -1)
-    q = np.ones_like(p)
-    first = tested.reshape(-1, tested.shape[-1])[:1]
-    if p.ndim > 1 and (tested.reshape(-1, tested.shape[-1]) == first).all():
-        m = first[0]  # the same family in every row (e.g. one row per permutation): one call
-        if m.any():
-            q[..., m] = sst.false_discovery_control(p[..., m], axis=-1, method="bh")
-        return np.moveaxis(q, -1, axis)
-    for idx in np.ndindex(p.shape[:-1]):  # one family per row (features, or one permutation)
-        m = tested[idx]
-        if m.any():
-            q[(*idx, m)] = sst.false_discovery_control(p[idx][m], method="bh")
-    return np.moveaxis(q, -1, axis)
 
 
 #: scipy's ``mannwhitneyu(method="auto")`` uses the exact null when a group has at most this many
@@ -267,12 +238,12 @@ def test_features(
         "auroc": auroc,
         "u_stat": u_stat,
         "p": p,
-        "q": bh(p, tested=~const),
+        "q": benjamini_hochberg(p, tested=~const, nan="one"),
         "welch_p": welch_p,
-        "welch_q": bh(welch_p, tested=~const),
+        "welch_q": benjamini_hochberg(welch_p, tested=~const, nan="one"),
         "coef_adjusted": coef,
         "p_adjusted": p_adj,
-        "q_adjusted": bh(p_adj, tested=~const),
+        "q_adjusted": benjamini_hochberg(p_adj, tested=~const, nan="one"),
         "n_case": n1,
         "n_control": n2,
     })

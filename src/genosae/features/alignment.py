@@ -31,12 +31,13 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
+from genosae.multitest import benjamini_hochberg
+
 __all__ = [
     "ALIGNMENT_COLUMNS",
     "AlignmentCounts",
     "align_concepts",
     "align_store",
-    "benjamini_hochberg",
     "best_per_concept",
     "best_per_feature",
     "threshold_matrix",
@@ -59,27 +60,6 @@ def trivial_f1(prevalence: np.ndarray | float) -> np.ndarray | float:
     p = np.asarray(prevalence, dtype=np.float64)
     out = 2 * p / (1 + p)
     return float(out) if out.ndim == 0 else out
-
-
-def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
-    """Benjamini–Hochberg adjusted p-values (q), same as statsmodels ``multipletests(method="fdr_bh")``.
-
-    NaN p-values are ignored (their q is NaN) and do not count as tests.
-    """
-    p = np.asarray(p, dtype=np.float64)
-    q = np.full(p.shape, np.nan)
-    ok = ~np.isnan(p)
-    pv = p[ok]
-    m = pv.size
-    if m == 0:
-        return q
-    order = np.argsort(pv, kind="mergesort")
-    ranked = pv[order] * m / np.arange(1, m + 1)
-    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
-    out = np.empty(m)
-    out[order] = np.minimum(ranked, 1.0)
-    q[ok] = out
-    return q
 
 
 def token_concepts(

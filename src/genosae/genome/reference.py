@@ -55,6 +55,46 @@ def reverse_complement(seq: str) -> str:
     return seq.translate(_COMP)[::-1]
 
 
+#: Letters of the base codes of :func:`encode_bases` (``OTHER_CODE`` reads back as ``N``).
+CODE_LETTERS = "ACGTNN"
+N_CODE, OTHER_CODE = 4, 5
+_BASE_CODE = np.full(256, OTHER_CODE, dtype=np.uint8)
+for _i, _b in enumerate(b"ACGTN"):
+    _BASE_CODE[_b] = _BASE_CODE[_b | 0x20] = _i
+
+
+def encode_bases(seq: str | bytes | np.ndarray) -> np.ndarray:
+    """DNA as base codes: ``A, C, G, T`` (either case) → 0..3, ``N`` → 4, any other byte → 5.
+
+    The one sequence encoder of genosae (k-mers, motif sites, variant calls and the default
+    model's token ids are all read from it). Codes ``< 4`` are bases.
+
+    Parameters
+    ----------
+    seq
+        Text, bytes or a ``uint8`` array of ASCII codes (e.g. :meth:`Reference.array`).
+
+    Returns
+    -------
+    ``uint8`` array of the same length.
+    """
+    if isinstance(seq, str):
+        seq = seq.encode("ascii", errors="replace")
+    arr = np.frombuffer(seq, dtype=np.uint8) if isinstance(seq, bytes) else np.asarray(seq, dtype=np.uint8)
+    return _BASE_CODE[arr]
+
+
+def complement_codes(codes: np.ndarray) -> np.ndarray:
+    """Complement of base codes (``A↔T``, ``C↔G``); ``N`` and other codes are kept."""
+    codes = np.asarray(codes)
+    return np.where(codes < 4, 3 - codes, codes).astype(codes.dtype)
+
+
+def decode_bases(codes: np.ndarray) -> np.ndarray:
+    """Upper-case letters (``<U1`` array) of base codes; code 5 reads back as ``N``."""
+    return np.asarray(list(CODE_LETTERS))[np.asarray(codes, dtype=np.int64)]
+
+
 def _read_bytes(path: Path) -> bytes:
     with open(path, "rb") as fh:
         magic = fh.read(2)
