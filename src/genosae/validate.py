@@ -22,14 +22,13 @@ def validate_inputs(config_path: str | Path) -> str:
     from genosae.config import load_config
     from genosae.genome._cli import load_motifs, reference_files
     from genosae.genome.annotation import read_annotation
-    from genosae.genome.concepts import coding_genes
     from genosae.genome.designs import (
-        _match_genes,
         read_gene_set,
         read_region_design,
         read_samples,
         read_sequence_design,
     )
+    from genosae.genome.genes import coding_genes, match_genes
     from genosae.genome.reference import Reference
     from genosae.genome.variants import read_vcf
 
@@ -49,7 +48,7 @@ def validate_inputs(config_path: str | Path) -> str:
         what = [f"design {name} ({d['kind']})"]
         if d.get("gene_set"):
             wanted = read_gene_set(d["gene_set"])
-            hit, unknown = _match_genes(genes, wanted)
+            hit, unknown = match_genes(genes, wanted)
             if not hit.any():
                 raise InputError("no gene of the gene set is in the annotation", path=d["gene_set"])
             what.append(f"{int(hit.sum())} genes matched" + (f", {len(unknown)} unknown "

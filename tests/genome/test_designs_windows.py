@@ -5,12 +5,12 @@ import pytest
 from genosae.errors import InputError
 from genosae.genome.annotation import read_annotation
 from genosae.genome.designs import (
-    promoter_regions,
     read_region_design,
     read_samples,
     read_sequence_design,
     region_design_from_genes,
 )
+from genosae.genome.genes import promoters
 from genosae.genome.reference import Reference
 from genosae.genome.variants import read_vcf, sample_haplotype_sequences
 from genosae.genome.windows import atlas_windows, cohort_windows, make_windows, window_sequences
@@ -94,7 +94,7 @@ def test_region_design_and_windows(small_genome, tmp_path):
     assert d.attrs["unknown_genes"] == ["NOPE"]
     assert d.set_index("gene").loc["GENE2", ["start", "end", "group"]].tolist() == [1490, 1600, "case"]
     assert d.set_index("gene").loc["GENE1", "group"] == "control"
-    p = promoter_regions(annotation, ["Y1"], upstream=50, downstream=0)
+    p = promoters(annotation, ["Y1"], upstream=50, downstream=0)
     assert p[["start", "end", "gene"]].values.tolist() == [[950, 1000, "GENE1"]]
     w = make_windows(d, size=64, stride=64, chrom_sizes=ref.chrom_sizes)
     seqs = window_sequences(w, ref)

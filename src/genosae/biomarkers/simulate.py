@@ -33,6 +33,7 @@ import scipy.sparse as sp
 
 from genosae._io import atomic_path, write_table
 from genosae.errors import InputError
+from genosae.genome.genes import promoters
 from genosae.genome.reference import reverse_complement
 
 log = logging.getLogger(__name__)
@@ -97,19 +98,17 @@ class SimulatedCohort:
 
 def candidate_promoters(annotation: pd.DataFrame, chrom_sizes: dict[str, int],
                         upstream: int = 500) -> pd.DataFrame:
-    """Full-length, non-overlapping promoters ``[TSS - upstream, TSS)`` (strand-aware) of genes."""
-    genes = annotation[annotation["feature"] == "gene"].copy()
-    genes = genes[genes["chrom"].isin(list(chrom_sizes))]
-    plus = genes["strand"] != "-"
-    start = np.where(plus, genes["start"] - upstream, genes["end"])
-    end = start + upstream
-    size = genes["chrom"].map(chrom_sizes).to_numpy()
-    prom = pd.DataFrame({
-        "chrom": genes["chrom"].to_numpy(), "start": start, "end": end,
-        "strand": np.where(plus, "+", "-"), "gene_id": genes["gene_id"].astype(str).to_numpy(),
-        "name": genes["name"].astype(str).to_numpy(),
-    })
-    prom = prom[(prom["start"] >= 0) & (prom["end"] <= size)]
+    """Full-length, non-overlapping promoters ``[TSS - upstream, TSS)`` of coding genes.
+
+    The promoters of :func:`genosae.genome.genes.promoters` (the TSS rule of the concept masks and
+    the region designs) on the chromosomes of ``chrom_sizes``, keeping those not cut by a
+    chromosome end and overlapping no other. Columns ``chrom, start, end, strand, gene_id, name``.
+    """
+    ann = annotation[annotation["chrom"].isin(list(chrom_sizes))]
+    prom = promoters(ann, upstream=upstream, downstream=0, chrom_sizes=chrom_sizes)
+    prom = prom[prom["end"] - prom["start"] == upstream]
+    prom = prom.rename(columns={"region_id": "gene_id", "gene": "name"}).astype({"gene_id": str, "name": str})
+    prom = prom[["chrom", "start", "end", "strand", "gene_id", "name"]]
     prom = prom.drop_duplicates("gene_id").sort_values(["chrom", "start"]).reset_index(drop=True)
     prev_end = prom.groupby("chrom")["end"].shift(1).fillna(-1).to_numpy()
     next_start = prom.groupby("chrom")["start"].shift(-1).fillna(np.inf).to_numpy()
@@ -171,8 +170,8 @@ def simulate_cohort(
     prom = candidate_promoters(ann, sizes, promoter_upstream)
     n_regions = n_genes * regions_per_gene
     if len(prom) < n_regions:
-        raise InputError(f"only {len(prom)} usable promoters for {n_regions} regions; lower n_genes",
-                         path=annotation)
+        raise InputError(f"only {len(prom)} usable promoters (full-length, non-overlapping, of genes with "
+                         f"CDS rows) for {n_regions} regions; lower n_genes", path=annotation)
     chrom_order = {c: i for i, c in enumerate(ref.chrom_sizes)}
     chosen = prom.iloc[np.sort(rng.choice(len(prom), n_regions, replace=False))]
     chosen = chosen.sort_values(["chrom", "start"], key=lambda c: c.map(chrom_order) if c.name == "chrom"

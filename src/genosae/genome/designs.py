@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from genosae.errors import InputError
-from genosae.genome.concepts import _flanks, coding_genes
+from genosae.genome.genes import coding_genes, match_genes, promoter_intervals
 from genosae.genome.reference import _ALLOWED, Reference
 
 log = logging.getLogger(__name__)
@@ -35,38 +35,15 @@ def read_gene_set(path: str | Path) -> list[str]:
     return genes
 
 
-def _match_genes(genes: pd.DataFrame, wanted: Iterable[str]) -> tuple[np.ndarray, list[str]]:
-    wanted = list(dict.fromkeys(str(g) for g in wanted))
-    keys = set(w.upper() for w in wanted)
-    name_u = genes["name"].astype(str).str.upper()
-    id_u = genes["gene_id"].astype(str).str.upper()
-    hit = (name_u.isin(keys) | id_u.isin(keys)).to_numpy()
-    found = set(name_u[hit]) | set(id_u[hit])
-    unknown = [w for w in wanted if w.upper() not in found]
-    return hit, unknown
-
-
-def promoter_regions(annotation: pd.DataFrame, genes: Iterable[str] | None = None, *, upstream: int,
-                     downstream: int, chrom_sizes: Mapping[str, int] | None = None) -> pd.DataFrame:
-    """Strand-aware promoters ``[TSS - upstream, TSS + downstream)`` of coding genes (all, or ``genes``
-    matched by name or systematic ID). Columns ``region_id, chrom, start, end, strand, gene``."""
-    g = coding_genes(annotation)
-    if genes is not None:
-        hit, _ = _match_genes(g, genes)
-        g = g[hit]
-    sizes = dict(chrom_sizes) if chrom_sizes else {c: np.iinfo(np.int64).max // 4 for c in g["chrom"]}
-    lo, hi = _flanks(g, upstream, downstream, sizes)
-    return pd.DataFrame({"region_id": g["gene_id"].to_numpy(), "chrom": g["chrom"].to_numpy(),
-                         "start": lo, "end": hi, "strand": g["strand"].to_numpy(),
-                         "gene": g["name"].to_numpy()}).reset_index(drop=True)
-
-
 def region_design_from_genes(annotation: pd.DataFrame, gene_set: Iterable[str] | str | Path, *,
                              region_type: RegionType = "promoter", case_label: str = "case",
                              control_label: str = "control", max_controls: int | None = None,
                              seed: int = 0, upstream: int = 500, downstream: int = 0,
                              chrom_sizes: Mapping[str, int] | None = None) -> pd.DataFrame:
     """Cases = regions of the gene set; controls = the same regions of all other coding genes.
+
+    ``region_type`` ``"promoter"`` is :func:`genosae.genome.genes.promoters` (upstream of the TSS),
+    ``"gene_body"`` the span of the gene's CDS parts.
 
     Returns
     -------
@@ -79,15 +56,14 @@ def region_design_from_genes(annotation: pd.DataFrame, gene_set: Iterable[str] |
     source = str(gene_set) if isinstance(gene_set, (str, Path)) else None
     wanted = read_gene_set(gene_set) if isinstance(gene_set, (str, Path)) else list(gene_set)
     g = coding_genes(annotation)
-    hit, unknown = _match_genes(g, wanted)
+    hit, unknown = match_genes(g, wanted)
     if not hit.any():
         raise InputError(f"none of the {len(wanted)} genes matched the annotation (first: "
                          f"{', '.join(wanted[:5])}); use gene names or systematic IDs", path=source)
     if unknown:
         log.warning("%d gene(s) not in the annotation: %s", len(unknown), ", ".join(unknown[:20]))
     if region_type == "promoter":
-        sizes = dict(chrom_sizes) if chrom_sizes else {c: np.iinfo(np.int64).max // 4 for c in g["chrom"]}
-        lo, hi = _flanks(g, upstream, downstream, sizes)
+        lo, hi = promoter_intervals(g, upstream=upstream, downstream=downstream, chrom_sizes=chrom_sizes)
     else:
         lo, hi = g["start"].to_numpy(), g["end"].to_numpy()
     regions = pd.DataFrame({"region_id": g["gene_id"].to_numpy(), "chrom": g["chrom"].to_numpy(),
