@@ -110,18 +110,16 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _default_fasta(fasta: str | None) -> str:
-    if fasta:
-        return fasta
-    from genosae.genome.yeast import build_yeast_reference
+def _fasta(fasta: str | None) -> str:
+    from genosae.genome.reference import reference_files
 
-    return str(build_yeast_reference("resources/yeast").fasta)
+    return str(reference_files(fasta=fasta).require(annotation=False).fasta)
 
 
 def _train_lm(args: argparse.Namespace) -> int:
     from genosae.model.train_lm import main_train
 
-    main_train(dict(fasta=_default_fasta(args.fasta), output_dir=args.output_dir, holdout_chrom=args.holdout_chrom,
+    main_train(dict(fasta=_fasta(args.fasta), output_dir=args.output_dir, holdout_chrom=args.holdout_chrom,
                     steps=args.steps, max_minutes=args.max_minutes, batch_size=args.batch_size,
                     threads=args.threads, seed=args.seed,
                     model={"hidden_size": args.hidden_size, "num_hidden_layers": args.layers, "kernel_size": 9}))
@@ -131,7 +129,7 @@ def _train_lm(args: argparse.Namespace) -> int:
 def _evaluate_lm(args: argparse.Namespace) -> int:
     from genosae.model.train_lm import evaluate_lm
 
-    res = evaluate_lm(args.model, _default_fasta(args.fasta), holdout_chrom=args.holdout_chrom,
+    res = evaluate_lm(args.model, _fasta(args.fasta), holdout_chrom=args.holdout_chrom,
                       start=args.start, end=args.end, output=args.output)
     print(json.dumps(res, indent=2))
     return 0

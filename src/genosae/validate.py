@@ -20,7 +20,7 @@ def validate_inputs(config_path: str | Path) -> str:
     A short human-readable summary. Raises :class:`InputError` on the first problem.
     """
     from genosae.config import load_config
-    from genosae.genome._cli import load_motifs, reference_files
+    from genosae.genome._cli import load_motifs
     from genosae.genome.annotation import read_annotation
     from genosae.genome.designs import (
         read_gene_set,
@@ -29,13 +29,13 @@ def validate_inputs(config_path: str | Path) -> str:
         read_sequence_design,
     )
     from genosae.genome.genes import coding_genes, match_genes
-    from genosae.genome.reference import Reference
+    from genosae.genome.reference import Reference, reference_files
     from genosae.genome.variants import read_vcf
 
     config = load_config(config_path)
     outdir = config.get("outdir", "results")
     lines = [f"config {config_path}: OK"]
-    fasta, annot = reference_files(config)
+    fasta, annot = reference_files(config).require()
     reference = Reference.open(fasta, config["reference"].get("chrom_aliases") or {})
     lines.append(f"reference {fasta}: {len(reference.chrom_sizes)} sequences, "
                  f"{sum(reference.chrom_sizes.values()):,} bp")

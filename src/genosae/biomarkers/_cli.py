@@ -64,25 +64,6 @@ def _design(config: dict[str, Any], name: str, path: str) -> dict[str, Any]:
     return {**designs[name], "name": name}
 
 
-def _reference_files(args: argparse.Namespace, config: dict[str, Any]) -> tuple[Path, Path]:
-    fasta, ann = args.fasta, args.annotation
-    if args.reference_dir and not (fasta and ann):
-        d = Path(args.reference_dir)
-        fas = sorted(p for pat in ("*.fa", "*.fasta", "*.fna", "*.fa.gz", "*.fasta.gz") for p in d.glob(pat))
-        anns = sorted(p for pat in ("*.gff3", "*.gff", "*.gtf", "*.gff3.gz", "*.gtf.gz") for p in d.glob(pat))
-        fasta, ann = fasta or (fas[0] if fas else None), ann or (anns[0] if anns else None)
-    ref = config["reference"]
-    if not (fasta and ann):
-        if ref["source"] == "files":
-            fasta, ann = fasta or ref["fasta"], ann or ref["annotation"]
-        else:
-            from genosae.genome.yeast import build_yeast_reference
-
-            y = build_yeast_reference(ref["cache_dir"])
-            fasta, ann = fasta or y.fasta, ann or y.gff3
-    return Path(fasta), Path(ann)
-
-
 def _simulate(args: argparse.Namespace) -> int:
     from genosae.biomarkers.simulate import simulate_cohort
 
@@ -92,7 +73,10 @@ def _simulate(args: argparse.Namespace) -> int:
     if not sim:
         raise InputError("design has no 'simulate' section", path=args.config,
                          record=f"key 'designs.{args.design}.simulate'")
-    fasta, ann = _reference_files(args, config)
+    from genosae.genome.reference import reference_files
+
+    fasta, ann = reference_files(config, fasta=args.fasta, annotation=args.annotation,
+                                 reference_dir=args.reference_dir).require()
     res = simulate_cohort(
         fasta, ann, args.out, n_cases=sim["n_cases"], n_controls=sim["n_controls"],
         n_genes=sim["n_genes"], motif=sim["motif"], fraction_cases=sim["fraction_cases"],

@@ -187,7 +187,7 @@ def permutation_null(
     if n_permutations < 1:
         raise InputError("n_permutations must be ≥ 1", record="biomarkers.permutations")
     x = layer_matrix(adata, layer)
-    is_case, is_ctrl = case_control_masks(adata.obs, condition, case, control)
+    is_case, is_ctrl = case_control_masks(adata.obs, case, control, condition=condition)
     sel = is_case | is_ctrl
     x, lab = x[sel], is_case[sel]
     n, n1 = len(lab), int(lab.sum())

@@ -17,10 +17,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sst
 
-from genosae.biomarkers.profiles import REFERENCE_SAMPLE, LocusProfiles
-from genosae.biomarkers.stats import mann_whitney
+from genosae.biomarkers.profiles import LocusProfiles
+from genosae.biomarkers.stats import case_control_masks, mann_whitney
 from genosae.errors import InputError
 from genosae.genome.reference import Reference, complement_codes, decode_bases, encode_bases
+from genosae.genome.windows import REFERENCE_SAMPLE
 from genosae.multitest import benjamini_hochberg
 
 if TYPE_CHECKING:
@@ -64,10 +65,7 @@ def test_loci(
     otherwise each pair gets the method scipy's ``"auto"`` picks for it alone, see
     :func:`~genosae.biomarkers.stats.mann_whitney`).
     """
-    is_case, is_ctrl = loci.conditions == case, loci.conditions == control
-    if is_case.sum() < 2 or is_ctrl.sum() < 2:
-        raise InputError(f"locus tests need ≥ 2 samples per group; have {int(is_case.sum())} "
-                         f"{case!r} and {int(is_ctrl.sum())} {control!r}", record="condition")
+    is_case, is_ctrl = case_control_masks(loci.conditions, case, control, units="samples")
     names = pd.Index(loci.features)
     cols = np.arange(len(names)) if features is None else names.get_indexer([str(f) for f in features])
     if (cols < 0).any():

@@ -28,7 +28,6 @@ from genosae.biomarkers.loci import (
     variant_labels,
 )
 from genosae.biomarkers.profiles import (
-    REFERENCE_SAMPLE,
     LocusProfiles,
     as_window_acts,
     locus_profiles,
@@ -38,6 +37,7 @@ from genosae.biomarkers.profiles import (
 from genosae.biomarkers.stats import case_control_masks, test_features
 from genosae.biomarkers.tables import add_peaks, biomarker_loci, biomarker_table
 from genosae.features.activations import WindowActs
+from genosae.genome.windows import REFERENCE_SAMPLE
 
 if TYPE_CHECKING:
     from genosae.features.activations import Encoder
@@ -137,7 +137,7 @@ def run_biomarkers(
     n_perm = int(params.get("permutations", 200))
     perm = (permutation_null(adata, case=case, control=control, n_permutations=n_perm, alpha=alpha,
                              seed=seed) if n_perm > 0 else None)
-    is_case, is_ctrl = case_control_masks(adata.obs, "condition", case, control)
+    is_case, is_ctrl = case_control_masks(adata.obs, case, control)
     sel = is_case | is_ctrl
     folds = int(params.get("cv_folds", 5))
     clf = cv_classifier(adata.layers["mean"][sel], is_case[sel], folds, penalty="l1",

@@ -39,11 +39,11 @@ import scipy.sparse as sp
 from genosae._io import atomic_path
 from genosae.errors import InputError
 from genosae.features.activations import WindowActs, segment_max, segment_sum
+from genosae.genome.windows import REFERENCE_SAMPLE
 
 log = logging.getLogger(__name__)
 
 Unit = Literal["region_id", "sample_id"]
-REFERENCE_SAMPLE = "__reference__"
 
 
 def versions() -> dict[str, str]:

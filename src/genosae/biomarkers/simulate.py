@@ -35,6 +35,7 @@ from genosae._io import atomic_path, write_table
 from genosae.errors import InputError
 from genosae.genome.genes import promoters
 from genosae.genome.reference import reverse_complement
+from genosae.genome.windows import REFERENCE_SAMPLE
 
 log = logging.getLogger(__name__)
 
@@ -353,7 +354,7 @@ def synthetic_activations(
     carriers = [str(x) for x in np.asarray(samples[:n_case])[
         np.sort(rng.choice(n_case, round(fraction_cases * n_case), replace=False))]]
     if reference:
-        samples.append("__reference__")
+        samples.append(REFERENCE_SAMPLE)
         cond.append("reference")
     regions = [f"R{i:02d}" for i in range(n_regions)]
     planted_regions = [regions[i] for i in np.sort(rng.choice(n_regions, n_planted, replace=False))]
@@ -367,7 +368,7 @@ def synthetic_activations(
     # __reference__ sample exactly the reference), so per-locus variant calls are meaningful
     acgt = np.frombuffer(b"ACGT", dtype=np.uint8)
     bases = acgt[rng.integers(0, 4, (n_regions, tokens_per_window))][r_idx]
-    snv = (rng.random(bases.shape) < 0.01) & (np.asarray(samples)[s_idx] != "__reference__")[:, None]
+    snv = (rng.random(bases.shape) < 0.01) & (np.asarray(samples)[s_idx] != REFERENCE_SAMPLE)[:, None]
     bases[snv] = acgt[(np.searchsorted(acgt, bases[snv]) + rng.integers(1, 4, int(snv.sum()))) % 4]
     m = np.frombuffer(motif.encode(), dtype=np.uint8)
     off = 10

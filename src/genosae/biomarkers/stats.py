@@ -105,18 +105,33 @@ def layer_matrix(adata: ad.AnnData, layer: str | None) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-def case_control_masks(obs: pd.DataFrame, condition: str, case: str, control: str
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean masks of case and control units; refuses groups smaller than two."""
-    if condition not in obs.columns:
-        raise InputError(f"profiles obs has no column {condition!r}; it must hold the case/control "
-                         "labels", record="condition")
-    labels = obs[condition].astype(str).to_numpy()
-    is_case, is_ctrl = labels == str(case), labels == str(control)
+def case_control_masks(labels: pd.DataFrame | Sequence[str] | np.ndarray, case: str, control: str, *,
+                       condition: str = "condition", units: str = "units") -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks of the case and the control units: the one place they are built.
+
+    Parameters
+    ----------
+    labels
+        A unit table with a ``condition`` column (profiles' ``obs``) or the labels themselves.
+    case, control
+        The two labels compared (compared as strings; other units are in neither mask).
+    units
+        What the units are, for the error message (``"samples"``, ...).
+
+    Raises :class:`~genosae.errors.InputError` when the column is missing or a group has fewer
+    than two units.
+    """
+    if isinstance(labels, pd.DataFrame):
+        if condition not in labels.columns:
+            raise InputError(f"profiles obs has no column {condition!r}; it must hold the case/control "
+                             "labels", record="condition")
+        labels = labels[condition]
+    text = np.asarray(labels).astype(str)
+    is_case, is_ctrl = text == str(case), text == str(control)
     for name, mask in ((case, is_case), (control, is_ctrl)):
         if mask.sum() < 2:
-            raise InputError(f"group {name!r} has {int(mask.sum())} units (need ≥ 2); labels "
-                             f"present: {sorted(set(labels))}", record=f"obs.{condition}")
+            raise InputError(f"group {name!r} has {int(mask.sum())} {units} (need ≥ 2); labels "
+                             f"present: {sorted(set(text))}", record=f"obs.{condition}")
     return is_case, is_ctrl
 
 
@@ -210,7 +225,7 @@ def test_features(
     counts as p = 1 in BH and its q is NaN.
     """
     x = layer_matrix(adata, layer)
-    is_case, is_ctrl = case_control_masks(adata.obs, condition, case, control)
+    is_case, is_ctrl = case_control_masks(adata.obs, case, control, condition=condition)
     xc, xk = x[is_case], x[is_ctrl]
     n1, n2 = len(xc), len(xk)
     mean_c, mean_k = xc.mean(axis=0), xk.mean(axis=0)

@@ -40,20 +40,6 @@ def read_concepts(path: str | Path) -> pd.DataFrame:
                        keep_default_na=False)
 
 
-def reference_files(config: dict) -> tuple[Path, Path]:
-    """FASTA and annotation paths named by the config (building the yeast cache when needed)."""
-    ref = config["reference"]
-    if ref["source"] == "yeast":
-        from genosae.genome.yeast import build_yeast_reference
-
-        built = build_yeast_reference(ref["cache_dir"])
-        return built.fasta, built.gff3
-    if not ref.get("fasta") or not ref.get("annotation"):
-        raise InputError("reference.fasta and reference.annotation are required with source 'files'",
-                         record="reference")
-    return Path(ref["fasta"]), Path(ref["annotation"])
-
-
 def load_motifs(config: dict):
     from genosae.genome.motifs import load_jaspar, read_motif_file
 
@@ -80,11 +66,11 @@ def prepare_reference(config: dict, outdir: str | Path) -> dict:
     from genosae.genome.annotation import read_annotation, write_gff3
     from genosae.genome.concepts import build_concepts
     from genosae.genome.motifs import motif_concepts, scan_motifs, write_meme
-    from genosae.genome.reference import Reference
+    from genosae.genome.reference import Reference, reference_files
 
     outdir = Path(outdir)
     t0 = time.time()
-    fasta, annot_path = reference_files(config)
+    fasta, annot_path = reference_files(config).require()
     reference = Reference.open(fasta, config["reference"].get("chrom_aliases") or {})
     annotation = read_annotation(annot_path, reference)
     _link(fasta, outdir / "genome.fa")

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -314,3 +315,74 @@ def runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     padded = np.concatenate(([False], np.asarray(mask, dtype=bool), [False]))
     edges = np.flatnonzero(padded[1:] != padded[:-1])
     return edges[0::2], edges[1::2]
+
+
+#: Where the bundled yeast genome is converted when no config names a ``reference.cache_dir``.
+DEFAULT_YEAST_CACHE = "resources/yeast"
+#: File names searched in a reference folder, in this order (``genosae prepare-reference`` names first).
+FASTA_PATTERNS = ("genome.fa", "*.fa", "*.fasta", "*.fna", "*.fa.gz", "*.fasta.gz")
+ANNOTATION_PATTERNS = ("annotation.gff3", "*.gff3", "*.gff", "*.gtf", "*.gff3.gz", "*.gtf.gz")
+
+
+class ReferenceFiles(NamedTuple):
+    """A reference FASTA and its annotation (``None`` where nothing names one)."""
+
+    fasta: Path | None
+    annotation: Path | None
+
+    def require(self, *, annotation: bool = True) -> ReferenceFiles:
+        """``self``, or an :class:`~genosae.errors.InputError` naming the missing file."""
+        if self.fasta is None:
+            raise InputError("no reference FASTA: set reference.fasta (with reference.source 'files') "
+                             "or give one", record="reference.fasta")
+        if annotation and self.annotation is None:
+            raise InputError("no reference annotation: set reference.annotation (with reference.source "
+                             "'files') or give one", record="reference.annotation")
+        return self
+
+
+def _first(folder: Path, patterns: tuple[str, ...]) -> Path | None:
+    for pattern in patterns:
+        found = sorted(folder.glob(pattern))
+        if found:
+            return found[0]
+    return None
+
+
+def reference_files(config: Mapping[str, Any] | None = None, *, fasta: str | Path | None = None,
+                    annotation: str | Path | None = None, reference_dir: str | Path | None = None,
+                    build: bool = True) -> ReferenceFiles:
+    """Where the reference FASTA and annotation are: the one resolver of every command.
+
+    Each file is taken from the first of
+
+    1. ``fasta`` / ``annotation`` given explicitly;
+    2. ``reference_dir``, a folder written by ``genosae prepare-reference`` (``genome.fa``,
+       ``annotation.gff3``) or any folder holding a FASTA / GFF3 / GTF (:data:`FASTA_PATTERNS`,
+       :data:`ANNOTATION_PATTERNS`; first in name order);
+    3. the config's ``reference``: ``source: files`` gives its ``fasta`` and ``annotation``;
+       ``source: yeast`` the bundled S288C genome converted into ``cache_dir`` (only with ``build``);
+    4. without a config and without ``fasta``, the bundled yeast genome in
+       :data:`DEFAULT_YEAST_CACHE` (only with ``build``).
+
+    Returns
+    -------
+    :class:`ReferenceFiles`; call :meth:`ReferenceFiles.require` where a file must exist.
+    """
+    fa = Path(fasta) if fasta else None
+    ann = Path(annotation) if annotation else None
+    if reference_dir is not None and Path(reference_dir).is_dir() and not (fa and ann):
+        fa = fa or _first(Path(reference_dir), FASTA_PATTERNS)
+        ann = ann or _first(Path(reference_dir), ANNOTATION_PATTERNS)
+    if fa and ann:
+        return ReferenceFiles(fa, ann)
+    ref = (config or {}).get("reference") or {}
+    if ref.get("source") == "files":
+        fa = fa or (Path(ref["fasta"]) if ref.get("fasta") else None)
+        ann = ann or (Path(ref["annotation"]) if ref.get("annotation") else None)
+    elif build and (config is not None or fa is None):
+        from genosae.genome.yeast import build_yeast_reference
+
+        built = build_yeast_reference(ref.get("cache_dir") or DEFAULT_YEAST_CACHE)
+        fa, ann = fa or built.fasta, ann or built.gff3
+    return ReferenceFiles(fa, ann)

@@ -499,23 +499,6 @@ def _read_catalog(path: Path | None) -> pd.DataFrame | None:
     return cat.set_index(cat["feature"].astype(str))
 
 
-def _reference_paths(config: dict, *, build: bool) -> tuple[Path | None, Path | None]:
-    """Reference FASTA and annotation: ``<outdir>/reference/`` if prepared, else the config's files."""
-    ref_dir = Path(config["outdir"]) / "reference"
-    if (ref_dir / "genome.fa").is_file():
-        gff = ref_dir / "annotation.gff3"
-        return ref_dir / "genome.fa", gff if gff.is_file() else None
-    ref = config["reference"]
-    if ref["source"] == "files":
-        fa, ann = ref.get("fasta"), ref.get("annotation")
-        return (Path(fa) if fa else None), (Path(ann) if ann and Path(ann).is_file() else None)
-    if not build:
-        return None, None
-    from genosae.genome._cli import reference_files
-
-    return reference_files(config)
-
-
 def _element_bed(el: pd.DataFrame, catalog: pd.DataFrame | None, chrom_order: Mapping[str, int]) -> pd.DataFrame:
     if catalog is not None and "max_activation" in catalog:
         fmax = catalog["max_activation"].reindex(el["feature"]).to_numpy(np.float64)
@@ -591,7 +574,7 @@ def annotate(
     """
     from genosae.config import load_config, validate_config
     from genosae.features.activations import numpy_encoder
-    from genosae.genome.reference import Reference
+    from genosae.genome.reference import Reference, reference_files
     from genosae.model.adapter import load_model
     from genosae.sae.io import load_sae
 
@@ -614,7 +597,8 @@ def annotate(
                  if cat is not None and align_path.is_file() else None)
 
     # inputs first: a bad region or FASTA fails before the model loads
-    fa_ref, gff = _reference_paths(cfg, build=fasta is None)
+    fa_ref, gff = reference_files(cfg, reference_dir=Path(cfg["outdir"]) / "reference", build=fasta is None)
+    gff = gff if gff is not None and gff.is_file() else None
     reference = None
     if fasta is None:
         if fa_ref is None:
