@@ -20,7 +20,6 @@ def validate_inputs(config_path: str | Path) -> str:
     A short human-readable summary. Raises :class:`InputError` on the first problem.
     """
     from genosae.config import load_config
-    from genosae.genome._cli import load_motifs
     from genosae.genome.annotation import read_annotation
     from genosae.genome.designs import (
         read_gene_set,
@@ -29,6 +28,7 @@ def validate_inputs(config_path: str | Path) -> str:
         read_sequence_design,
     )
     from genosae.genome.genes import coding_genes, match_genes
+    from genosae.genome.motifs import load_motifs
     from genosae.genome.reference import Reference, reference_files
     from genosae.genome.variants import read_vcf
 

@@ -20,6 +20,7 @@ from genosae.biomarkers.baselines import (
     unit_sequences,
 )
 from genosae.biomarkers.calibration import PermutationResult, cv_classifier, permutation_null
+from genosae.biomarkers.inputs import BiomarkerInputs
 from genosae.biomarkers.loci import (
     locus_peaks,
     locus_summary,
@@ -29,6 +30,7 @@ from genosae.biomarkers.loci import (
 )
 from genosae.biomarkers.profiles import (
     LocusProfiles,
+    Unit,
     as_window_acts,
     locus_profiles,
     region_profiles,
@@ -212,6 +214,42 @@ def run_biomarkers(
                         variants=variants,
                         extra={f"{name}_table": r["table"] for name, r in results.items()
                                if name.startswith("kmer") and "table" in r})
+
+
+def design_unit(design: dict[str, Any]) -> Unit:
+    """The unit a design compares: ``sample_id`` for cohorts, ``region_id`` otherwise."""
+    return "sample_id" if design.get("kind") == "cohort" else "region_id"
+
+
+def design_profiles(inputs: BiomarkerInputs) -> ad.AnnData:
+    """Per-unit profiles of loaded inputs (``genosae profiles``): regions, or samples of a cohort."""
+    return region_profiles(inputs.acts, inputs.tokens, inputs.windows, unit=design_unit(inputs.design),
+                           obs=inputs.obs, catalog=inputs.catalog, sequences=inputs.sequences,
+                           config=inputs.config, feature_names=inputs.feature_names)
+
+
+def run_design(inputs: BiomarkerInputs, *, store: str | Path | None = None,
+               sae: str | Path | None = None) -> BiomarkerRun:
+    """The biomarker run of loaded inputs (``genosae biomarkers``).
+
+    ``store`` (the design's activation store) adds the linear-probe baseline on mean embeddings;
+    with ``sae`` too, cohort loci gain base-pair peaks.
+    """
+    from genosae.biomarkers.baselines import mean_embeddings
+
+    unit = design_unit(inputs.design)
+    emb = mean_embeddings(store, unit) if store else None
+    sae_obj = store_obj = None
+    if sae and store and inputs.design.get("kind") == "cohort":
+        from genosae.model.store import ActivationStore
+        from genosae.sae.io import load_sae
+
+        sae_obj, store_obj = load_sae(sae), ActivationStore(store)
+    return run_biomarkers(inputs.acts, inputs.tokens, inputs.windows, design=inputs.design,
+                          params=inputs.config["biomarkers"], feature_names=inputs.feature_names,
+                          catalog=inputs.catalog, obs=inputs.obs, sequences=inputs.sequences,
+                          embeddings=emb, variants=inputs.variants, sae=sae_obj, store=store_obj,
+                          config=inputs.config, seed=inputs.config.get("seed", 0))
 
 
 def write_run(run: BiomarkerRun, out_dir: str | Path) -> dict[str, Path]:

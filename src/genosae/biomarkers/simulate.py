@@ -117,6 +117,33 @@ def candidate_promoters(annotation: pd.DataFrame, chrom_sizes: dict[str, int],
     return prom[alone].reset_index(drop=True)
 
 
+def simulate_design(config: dict, design: str, out_dir: str | Path, *, fasta: str | Path | None = None,
+                    annotation: str | Path | None = None, reference_dir: str | Path | None = None,
+                    mode: Mode = "vcf") -> SimulatedCohort:
+    """:func:`simulate_cohort` with the ``simulate`` section of the cohort design ``design``.
+
+    The reference is :func:`genosae.genome.reference.reference_files` of ``fasta``,
+    ``annotation``, ``reference_dir`` and the config; promoters are ``concepts.promoter_upstream``
+    long and the seed is the config's.
+    """
+    from genosae.genome.reference import reference_files
+
+    designs = config.get("designs", {})
+    if design not in designs:
+        raise InputError(f"no design {design!r}; defined: {sorted(designs)}", record=f"key 'designs.{design}'")
+    d = designs[design]
+    sim = d.get("simulate")
+    if not sim:
+        raise InputError("design has no 'simulate' section", record=f"key 'designs.{design}.simulate'")
+    fa, ann = reference_files(config, fasta=fasta, annotation=annotation, reference_dir=reference_dir).require()
+    return simulate_cohort(
+        fa, ann, out_dir, n_cases=sim["n_cases"], n_controls=sim["n_controls"], n_genes=sim["n_genes"],
+        motif=sim["motif"], fraction_cases=sim["fraction_cases"],
+        background_snv_rate=sim["background_snv_rate"], seed=config.get("seed", 0),
+        promoter_upstream=config["concepts"]["promoter_upstream"], mode=mode,
+        case_label=d.get("case_label", "case"), control_label=d.get("control_label", "control"))
+
+
 def _gt(rng: np.random.Generator, n: int, ploidy: int) -> np.ndarray:
     if ploidy == 1:
         return np.full(n, "1", dtype=object)

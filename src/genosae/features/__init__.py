@@ -2,10 +2,14 @@
 
 from genosae.features.activations import (
     FeatureActs,
+    WindowActs,
     calibration_windows,
     feature_activations,
     neuron_activations,
     random_direction_activations,
+    segment_max,
+    segment_sum,
+    window_activations,
     window_split,
 )
 from genosae.features.alignment import (
@@ -46,6 +50,7 @@ __all__ = [
     "AlignmentCounts",
     "FeatureActs",
     "NamingParams",
+    "WindowActs",
     "align_concepts",
     "align_store",
     "baseline_summary",
@@ -69,10 +74,13 @@ __all__ = [
     "pwm_from_sequences",
     "random_direction_activations",
     "run_features",
+    "segment_max",
+    "segment_sum",
     "strand_alignment",
     "token_concepts",
     "top_sites",
     "trivial_f1",
+    "window_activations",
     "window_feature_matrix",
     "window_split",
     "write_dashboards",

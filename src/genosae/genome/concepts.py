@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -39,6 +40,12 @@ _IUPAC_SETS = {"A": "A", "C": "C", "G": "G", "T": "T", "W": "AT", "S": "CG", "R"
                "K": "GT", "M": "AC", "N": "ACGT"}
 TATA_PATTERNS = ("TATAWAW",)
 POLYA_PATTERNS = ("AATAAA", "ATTAAA", "TAYRTA")
+
+
+def read_concepts(path: str | Path) -> pd.DataFrame:
+    """Read ``concepts.tsv.gz`` written by ``genosae prepare-reference`` (names kept as text)."""
+    return pd.read_csv(path, sep="\t", dtype={"chrom": str, "concept": str, "name": str},
+                       keep_default_na=False)
 
 
 def is_periodic(concept: str) -> bool:

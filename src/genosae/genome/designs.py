@@ -14,7 +14,12 @@ import pandas as pd
 
 from genosae.errors import InputError
 from genosae.genome.genes import coding_genes, match_genes, promoter_intervals
-from genosae.genome.reference import _ALLOWED, Reference
+from genosae.genome.reference import (
+    SEQUENCE_BYTES,
+    Reference,
+    read_fasta_bytes,
+    validate_fasta_bytes,
+)
 
 log = logging.getLogger(__name__)
 RegionType = Literal["promoter", "gene_body"]
@@ -139,9 +144,7 @@ def read_region_design(path: str | Path, reference: Reference) -> pd.DataFrame:
 
 
 def _read_fasta_records(path: Path) -> list[tuple[str, str, str]]:
-    from genosae.genome.reference import _read_bytes, validate_fasta_bytes
-
-    data = _read_bytes(path)
+    data = read_fasta_bytes(path)
     validate_fasta_bytes(data, path)
     recs = []
     for block in data.decode().split(">")[1:]:
@@ -190,7 +193,7 @@ def read_sequence_design(table: str | Path | None = None,
         raise InputError("no sequences given; set 'sequences' or 'fasta_by_group'", record="design")
     out = pd.DataFrame(rows, columns=["region_id", "group", "sequence"])
     seq_bytes = np.frombuffer("".join(out["sequence"]).encode(), dtype=np.uint8)
-    if (~_ALLOWED[seq_bytes]).any() or (out["sequence"].str.len() == 0).any():
+    if (~SEQUENCE_BYTES[seq_bytes]).any() or (out["sequence"].str.len() == 0).any():
         bad = out["sequence"].str.contains(r"[^ACGTURYSWKMBDHVNacgturyswkmbdhvn]|^$", regex=True)
         raise InputError(f"sequence '{out['region_id'][bad].iat[0]}' is empty or has non-IUPAC "
                          "characters", path=source)
@@ -258,3 +261,54 @@ def read_samples(path: str | Path) -> pd.DataFrame:
             if num.notna().all():
                 df[c] = num
     return df
+
+
+def design_windows(config: Mapping, name: str, reference_dir: str | Path) -> pd.DataFrame:
+    """Windows of the design ``name`` (region, sequence or cohort) with group/sample columns.
+
+    ``reference_dir`` is the folder ``genosae prepare-reference`` wrote (``genome.fa``,
+    ``annotation.gff3``); windows are ``windows.size`` bp every ``windows.stride`` bp.
+    """
+    from genosae.genome.annotation import read_annotation
+    from genosae.genome.windows import cohort_windows, make_windows, sequence_windows
+
+    designs = config.get("designs", {})
+    if name not in designs:
+        raise InputError(f"no design '{name}' in the config (designs: {', '.join(designs) or 'none'})",
+                         record="designs")
+    d = designs[name]
+    size, stride = config["windows"]["size"], config["windows"]["stride"]
+    reference_dir = Path(reference_dir)
+    reference = Reference.open(reference_dir / "genome.fa", config["reference"].get("chrom_aliases") or {})
+    if d["kind"] == "region":
+        if d.get("regions"):
+            regions = read_region_design(d["regions"], reference)
+        else:
+            annotation = read_annotation(reference_dir / "annotation.gff3", reference)
+            c = config["concepts"]
+            regions = region_design_from_genes(
+                annotation, d["gene_set"], region_type=d["region_type"], case_label=d["case_label"],
+                control_label=d["control_label"], max_controls=d["max_controls"], seed=config["seed"],
+                upstream=c["promoter_upstream"], downstream=c["promoter_downstream"],
+                chrom_sizes=reference.chrom_sizes)
+        return make_windows(regions, size=size, stride=stride, chrom_sizes=reference.chrom_sizes)
+    if d["kind"] == "sequence":
+        seqs = read_sequence_design(d.get("sequences"), d.get("fasta_by_group"))
+        return sequence_windows(seqs, size=size, stride=stride)
+    if not d.get("samples") or not d.get("regions"):
+        raise InputError("a cohort design needs 'samples' and 'regions' (run `genosae simulate` first "
+                         "when they are simulated)", record=f"designs.{name}")
+    samples = read_samples(d["samples"])
+    bed = read_annotation(d["regions"], reference, fmt="bed")
+    regions = pd.DataFrame({"region_id": np.where(bed["name"] != "", bed["name"],
+                                                  bed["chrom"] + ":" + bed["start"].astype(str) + "-" +
+                                                  bed["end"].astype(str)),
+                            "chrom": bed["chrom"], "start": bed["start"], "end": bed["end"],
+                            "strand": bed["strand"].replace(".", "+")})
+    gff = reference_dir / "annotation.gff3"
+    if gff.exists():  # gene names for the reports when region ids are gene ids (genosae simulate)
+        genes = read_annotation(gff, reference)
+        genes = genes[genes["feature"] == "gene"].drop_duplicates("gene_id")
+        names = genes.set_index(genes["gene_id"].astype(str))["name"].astype(str)
+        regions["name"] = regions["region_id"].map(names).replace("", np.nan).fillna(regions["region_id"])
+    return cohort_windows(reference, samples, regions, size, stride)

@@ -22,8 +22,9 @@ from genosae.errors import InputError
 
 #: Bytes allowed in sequence lines: IUPAC nucleotide codes (either case), gaps and line ends.
 IUPAC = b"ACGTURYSWKMBDHVNacgturyswkmbdhvn-.*"
-_ALLOWED = np.zeros(256, dtype=bool)
-_ALLOWED[np.frombuffer(IUPAC + b"\r\n \t", dtype=np.uint8)] = True
+#: ``SEQUENCE_BYTES[b]`` is True for the bytes of :data:`IUPAC` and white space (a lookup table).
+SEQUENCE_BYTES = np.zeros(256, dtype=bool)
+SEQUENCE_BYTES[np.frombuffer(IUPAC + b"\r\n \t", dtype=np.uint8)] = True
 _COMP = str.maketrans("ACGTURYSWKMBDHVNacgturyswkmbdhvn", "TGCAAYRSWMKVHDBNtgcaayrswmkvhdbn")
 _ACCESSION = re.compile(r"^[A-Z]{1,6}_?\d{4,}(\.\d+)?$")
 _ROMAN = [(10, "X"), (9, "IX"), (5, "V"), (4, "IV"), (1, "I")]
@@ -96,7 +97,8 @@ def decode_bases(codes: np.ndarray) -> np.ndarray:
     return np.asarray(list(CODE_LETTERS))[np.asarray(codes, dtype=np.int64)]
 
 
-def _read_bytes(path: Path) -> bytes:
+def read_fasta_bytes(path: Path) -> bytes:
+    """The bytes of a plain or gzip/bgzip FASTA (decompressed); a bad gzip is an :class:`InputError`."""
     with open(path, "rb") as fh:
         magic = fh.read(2)
     if path.suffix in {".gz", ".bgz"} or magic == b"\x1f\x8b":
@@ -147,7 +149,7 @@ def validate_fasta_bytes(data: bytes, path: Path) -> list[tuple[str, str]]:
         line = int(np.flatnonzero(nonblank)[0]) + 1
         raise InputError("no FASTA header before the first sequence line; the file must start with "
                          "'>name'", path=path, record=line)
-    bad = ~_ALLOWED[arr] & ~is_header[line_of_byte]
+    bad = ~SEQUENCE_BYTES[arr] & ~is_header[line_of_byte]
     headers = np.flatnonzero(is_header)
     if bad.any():
         pos = int(np.flatnonzero(bad)[0])
@@ -212,7 +214,7 @@ class Reference:
         if path.stat().st_size == 0:
             raise InputError("the FASTA file is empty; give a FASTA with at least one '>name' record",
                              path=path)
-        records = validate_fasta_bytes(_read_bytes(path), path)
+        records = validate_fasta_bytes(read_fasta_bytes(path), path)
         try:
             fasta = pyfaidx.Fasta(str(path), as_raw=True, sequence_always_upper=False,
                                   read_long_names=False, build_index=True)
