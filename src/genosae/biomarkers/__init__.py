@@ -29,7 +29,6 @@ from genosae.biomarkers.inputs import (
 from genosae.biomarkers.pipeline import (
     BiomarkerRun,
     design_profiles,
-    design_unit,
     run_biomarkers,
     run_design,
     write_run,
@@ -68,7 +67,6 @@ __all__ = [
     "compare_methods",
     "cv_classifier",
     "design_profiles",
-    "design_unit",
     "kmer_baseline",
     "kmer_counts",
     "kmer_profiles",

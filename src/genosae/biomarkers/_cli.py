@@ -68,23 +68,23 @@ def _inputs(args: argparse.Namespace):
 
 
 def _profiles(args: argparse.Namespace) -> int:
-    from genosae.biomarkers.pipeline import design_profiles, design_unit
+    from genosae.biomarkers.pipeline import design_profiles
     from genosae.biomarkers.profiles import write_profiles
 
     inputs = _inputs(args)
     adata = design_profiles(inputs)
     write_profiles(adata, args.out)
-    print(f"profiles: {adata.n_obs} {design_unit(inputs.design)} × {adata.n_vars} features -> {args.out}")
+    print(f"profiles: {adata.n_obs} {inputs.design.unit} × {adata.n_vars} features -> {args.out}")
     return 0
 
 
 def _biomarkers(args: argparse.Namespace) -> int:
-    from genosae.biomarkers.pipeline import design_unit, run_design, write_run
+    from genosae.biomarkers.pipeline import run_design, write_run
 
     inputs = _inputs(args)
     run = run_design(inputs, store=args.store, sae=args.sae)
     paths = write_run(run, args.out)
     s = run.design_summary
-    print(f"biomarkers: {s['n_case']} case vs {s['n_control']} control {design_unit(inputs.design)}s, "
+    print(f"biomarkers: {s['n_case']} case vs {s['n_control']} control {inputs.design.unit}s, "
           f"{s['n_significant']} features with q ≤ {s['alpha']} -> {paths['biomarkers']}")
     return 0

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from genosae._io import read_json
 from genosae.errors import InputError
 from genosae.features.activations import WINDOW_FORMAT, FeatureActs, WindowActs
+from genosae.genome.designs import CohortDesign, Design, design_from_config
 
 
 @dataclass
@@ -29,7 +30,7 @@ class BiomarkerInputs:
     config
         The validated workflow config.
     design
-        The design's config section, with its ``name``.
+        The typed design (:func:`~genosae.genome.designs.design_from_config`).
     acts, tokens, feature_names
         Per-window aggregates (``WindowActs``, ``tokens`` None) or token-level codes (CSR) with
         their token table, and the feature names.
@@ -47,7 +48,7 @@ class BiomarkerInputs:
     """
 
     config: dict[str, Any]
-    design: dict[str, Any]
+    design: Design
     acts: WindowActs | sp.csr_matrix
     tokens: pd.DataFrame | None
     windows: pd.DataFrame
@@ -95,13 +96,6 @@ def read_windows(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t", dtype={"window_id": str, "region_id": str, "sample_id": str})
 
 
-def _design_section(config: Mapping[str, Any], name: str) -> dict[str, Any]:
-    designs = config.get("designs", {})
-    if name not in designs:
-        raise InputError(f"no design {name!r}; defined: {sorted(designs)}", record=f"key 'designs.{name}'")
-    return {**designs[name], "name": name}
-
-
 def load_biomarker_inputs(config: Mapping[str, Any], design: str, *, acts: Sequence[str | Path],
                           windows: str | Path, catalog: str | Path | None = None,
                           samples: str | Path | None = None,
@@ -127,7 +121,7 @@ def load_biomarker_inputs(config: Mapping[str, Any], design: str, *, acts: Seque
     """
     from genosae.genome.reference import Reference
 
-    d = _design_section(config, design)
+    d = design_from_config(config, design)
     codes, tokens, names = read_activations(list(acts))
     table = read_windows(windows)
     ref = Reference.open(reference) if reference else None
@@ -141,8 +135,8 @@ def load_biomarker_inputs(config: Mapping[str, Any], design: str, *, acts: Seque
             raise InputError("feature catalogue not found", path=catalog)
         cat = pd.read_csv(catalog)
     obs = variants = None
-    sheet_path = samples or d.get("samples")
-    if d.get("kind") == "cohort" and sheet_path:
+    sheet_path = samples or (d.samples if isinstance(d, CohortDesign) else None)
+    if isinstance(d, CohortDesign) and sheet_path:
         obs, table = _sample_sheet(sheet_path, table)
         if "vcf" in obs.columns and ref is not None:
             variants = _vcf_variants(sheet_path, table, ref, d)
@@ -164,8 +158,7 @@ def _sample_sheet(path: str | Path, windows: pd.DataFrame) -> tuple[pd.DataFrame
     return obs, windows
 
 
-def _vcf_variants(path: str | Path, windows: pd.DataFrame, reference: Any, design: Mapping[str, Any]
-                  ) -> pd.DataFrame:
+def _vcf_variants(path: str | Path, windows: pd.DataFrame, reference: Any, design: Design) -> pd.DataFrame:
     """Variants per locus from the samples' VCFs (indels too), over the windows' loci."""
     from genosae.biomarkers.loci import vcf_locus_variants
     from genosae.genome.designs import read_samples
@@ -175,5 +168,4 @@ def _vcf_variants(path: str | Path, windows: pd.DataFrame, reference: Any, desig
                                                      end=("end", "max")).reset_index())
     sheet = read_samples(path)  # VCF paths resolved as the windows step resolved them
     sheet = sheet[sheet["sample_id"].astype(str).isin(set(windows["sample_id"].astype(str)))]
-    return vcf_locus_variants(sheet, regions, reference, case=design.get("case_label", "case"),
-                              control=design.get("control_label", "control"))
+    return vcf_locus_variants(sheet, regions, reference, case=design.case_label, control=design.control_label)

@@ -29,7 +29,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 import anndata as ad
 import numpy as np
@@ -39,11 +39,11 @@ import scipy.sparse as sp
 from genosae._io import atomic_path
 from genosae.errors import InputError
 from genosae.features.activations import WindowActs, segment_max, segment_sum
+from genosae.genome.designs import Unit
 from genosae.genome.windows import REFERENCE_SAMPLE
 
 log = logging.getLogger(__name__)
 
-Unit = Literal["region_id", "sample_id"]
 
 
 def versions() -> dict[str, str]:

@@ -126,22 +126,20 @@ def simulate_design(config: dict, design: str, out_dir: str | Path, *, fasta: st
     ``annotation``, ``reference_dir`` and the config; promoters are ``concepts.promoter_upstream``
     long and the seed is the config's.
     """
+    from genosae.genome.designs import CohortDesign, design_from_config
     from genosae.genome.reference import reference_files
 
-    designs = config.get("designs", {})
-    if design not in designs:
-        raise InputError(f"no design {design!r}; defined: {sorted(designs)}", record=f"key 'designs.{design}'")
-    d = designs[design]
-    sim = d.get("simulate")
+    d = design_from_config(config, design)
+    sim = d.simulate if isinstance(d, CohortDesign) else None
     if not sim:
-        raise InputError("design has no 'simulate' section", record=f"key 'designs.{design}.simulate'")
+        raise InputError(f"design has no 'simulate' section (a {d.kind} design)", record=d.key("simulate"))
     fa, ann = reference_files(config, fasta=fasta, annotation=annotation, reference_dir=reference_dir).require()
     return simulate_cohort(
         fa, ann, out_dir, n_cases=sim["n_cases"], n_controls=sim["n_controls"], n_genes=sim["n_genes"],
         motif=sim["motif"], fraction_cases=sim["fraction_cases"],
         background_snv_rate=sim["background_snv_rate"], seed=config.get("seed", 0),
         promoter_upstream=config["concepts"]["promoter_upstream"], mode=mode,
-        case_label=d.get("case_label", "case"), control_label=d.get("control_label", "control"))
+        case_label=d.case_label, control_label=d.control_label)
 
 
 def _gt(rng: np.random.Generator, n: int, ploidy: int) -> np.ndarray:

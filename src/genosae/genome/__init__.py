@@ -12,7 +12,8 @@ The public API of the genome step (implementations in the submodules):
 ``prepare``
     :func:`prepare_reference` (the ``prepare-reference`` step).
 ``designs``, ``windows``, ``variants``
-    readers (:func:`read_region_design`, :func:`read_sequence_design`,
+    typed designs (:class:`RegionDesign`, :class:`SequenceDesign`, :class:`CohortDesign`, built
+    once by :func:`design_from_config`); readers (:func:`read_region_design`, :func:`read_sequence_design`,
     :func:`read_samples`, :func:`region_design_from_genes`), :func:`design_windows`,
     :func:`make_windows`, :func:`atlas_windows`, :func:`config_atlas_windows`,
     :func:`cohort_windows`, :func:`sequence_windows`, :func:`window_sequences`, :func:`read_vcf`.
@@ -21,6 +22,13 @@ The public API of the genome step (implementations in the submodules):
 from genosae.genome.annotation import read_annotation, write_gff3
 from genosae.genome.concepts import build_concepts, concept_mask, label_positions, read_concepts
 from genosae.genome.designs import (
+    CohortDesign,
+    Design,
+    RegionDesign,
+    SequenceDesign,
+    as_design,
+    design_from_config,
+    design_from_section,
     design_windows,
     read_gene_set,
     read_region_design,
@@ -53,9 +61,14 @@ from genosae.genome.windows import (
 
 __all__ = [
     "REFERENCE_SAMPLE",
+    "CohortDesign",
+    "Design",
     "Motif",
     "Reference",
     "ReferenceFiles",
+    "RegionDesign",
+    "SequenceDesign",
+    "as_design",
     "atlas_windows",
     "build_concepts",
     "coding_genes",
@@ -63,6 +76,8 @@ __all__ = [
     "concept_mask",
     "config_atlas_windows",
     "decode_bases",
+    "design_from_config",
+    "design_from_section",
     "design_windows",
     "encode_bases",
     "label_positions",

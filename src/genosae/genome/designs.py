@@ -3,11 +3,13 @@ sequences per group) and cohorts (samples with VCF or FASTA, a condition and cov
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -263,52 +265,250 @@ def read_samples(path: str | Path) -> pd.DataFrame:
     return df
 
 
-def design_windows(config: Mapping, name: str, reference_dir: str | Path) -> pd.DataFrame:
-    """Windows of the design ``name`` (region, sequence or cohort) with group/sample columns.
+DesignKind = Literal["region", "sequence", "cohort"]
+Unit = Literal["region_id", "sample_id"]
+#: Keys of a design's config section each kind reads (besides ``kind``, ``case_label``, ``control_label``).
+KIND_KEYS: dict[str, tuple[str, ...]] = {
+    "region": ("regions", "gene_set", "region_type", "max_controls"),
+    "sequence": ("sequences", "fasta_by_group"),
+    "cohort": ("samples", "regions", "simulate"),
+}
 
-    ``reference_dir`` is the folder ``genosae prepare-reference`` wrote (``genome.fa``,
-    ``annotation.gff3``); windows are ``windows.size`` bp every ``windows.stride`` bp.
+
+def _path(value: str | Path | None) -> Path | None:
+    return None if value is None or value == "" else Path(value)
+
+
+@dataclass(frozen=True)
+class Design:
+    """What is compared: a case and a control group of units. Built from the config by
+    :func:`design_from_config`; one subclass per kind (:class:`RegionDesign`,
+    :class:`SequenceDesign`, :class:`CohortDesign`).
+
+    Attributes
+    ----------
+    name
+        The design's key under ``designs``.
+    case_label, control_label
+        The two group labels compared (different).
+    source
+        The config file, named in errors.
+    kind, unit
+        Class constants: the kind's name and the windows column that identifies a unit.
     """
-    from genosae.genome.annotation import read_annotation
-    from genosae.genome.windows import cohort_windows, make_windows, sequence_windows
 
-    designs = config.get("designs", {})
+    name: str = ""
+    case_label: str = "case"
+    control_label: str = "control"
+    source: str | None = field(default=None, compare=False, repr=False)
+
+    kind: ClassVar[DesignKind]
+    unit: ClassVar[Unit] = "region_id"
+
+    def __post_init__(self) -> None:
+        if str(self.case_label) == str(self.control_label):
+            raise InputError(f"case_label and control_label are both {self.case_label!r}; give the two "
+                             "groups different labels", path=self.source, record=self.key())
+
+    def key(self, sub: str | None = None) -> str:
+        """The design's config key (``key 'designs.NAME[.sub]'``), for error records."""
+        return f"key 'designs.{self.name}{'.' + sub if sub else ''}'"
+
+    def require_sources(self) -> None:
+        """Refuse a design that names nothing to build its windows from."""
+
+    def windows(self, reference: Reference, *, size: int, stride: int,
+                annotation: str | Path | None = None) -> pd.DataFrame:
+        """The design's windows table (``size`` bp every ``stride`` bp; ``annotation``: the prepared
+        ``annotation.gff3``)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class RegionDesign(Design):
+    """Case and control regions of the reference: a ``regions`` table with a ``group`` column, or
+    the promoters / gene bodies of a ``gene_set`` (cases) against all other coding genes."""
+
+    regions: Path | None = None
+    gene_set: Path | None = None
+    region_type: RegionType = "promoter"
+    max_controls: int | None = None
+    promoter_upstream: int = 500
+    promoter_downstream: int = 0
+    seed: int = 0
+
+    kind: ClassVar[DesignKind] = "region"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.region_type not in REGION_TYPES:
+            raise InputError(f"region_type must be one of {REGION_TYPES}, got {self.region_type!r}",
+                             path=self.source, record=self.key("region_type"))
+
+    def require_sources(self) -> None:
+        if not (self.regions or self.gene_set):
+            raise InputError("a region design needs 'regions' or 'gene_set'", path=self.source,
+                             record=self.key())
+
+    def region_table(self, reference: Reference, annotation: str | Path | None = None) -> pd.DataFrame:
+        """The design's regions (:data:`DESIGN_COLUMNS`): the table, else built from the gene set."""
+        from genosae.genome.annotation import read_annotation
+
+        self.require_sources()
+        if self.regions:
+            return read_region_design(self.regions, reference)
+        if annotation is None:
+            raise InputError("a gene-set design needs the annotation; run `genosae prepare-reference`",
+                             path=self.source, record=self.key("gene_set"))
+        return region_design_from_genes(
+            read_annotation(annotation, reference), self.gene_set, region_type=self.region_type,
+            case_label=self.case_label, control_label=self.control_label, max_controls=self.max_controls,
+            seed=self.seed, upstream=self.promoter_upstream, downstream=self.promoter_downstream,
+            chrom_sizes=reference.chrom_sizes)
+
+    def windows(self, reference: Reference, *, size: int, stride: int,
+                annotation: str | Path | None = None) -> pd.DataFrame:
+        from genosae.genome.windows import make_windows
+
+        return make_windows(self.region_table(reference, annotation), size=size, stride=stride,
+                            chrom_sizes=reference.chrom_sizes)
+
+
+@dataclass(frozen=True)
+class SequenceDesign(Design):
+    """Given sequences per group: a table or FASTA (``sequences``) and/or one FASTA per group."""
+
+    sequences: Path | None = None
+    fasta_by_group: Mapping[str, Path] | None = None
+
+    kind: ClassVar[DesignKind] = "sequence"
+
+    def require_sources(self) -> None:
+        if not (self.sequences or self.fasta_by_group):
+            raise InputError("a sequence design needs 'sequences' or 'fasta_by_group'", path=self.source,
+                             record=self.key())
+
+    def windows(self, reference: Reference | None = None, *, size: int, stride: int,
+                annotation: str | Path | None = None) -> pd.DataFrame:
+        from genosae.genome.windows import sequence_windows
+
+        self.require_sources()
+        return sequence_windows(read_sequence_design(self.sequences, self.fasta_by_group), size=size,
+                                stride=stride)
+
+
+@dataclass(frozen=True)
+class CohortDesign(Design):
+    """Samples (VCF or FASTA per sample, a condition, covariates) over a BED of regions; the units
+    are samples. ``simulate`` (the config's section) builds both with ``genosae simulate``."""
+
+    samples: Path | None = None
+    regions: Path | None = None
+    simulate: Mapping[str, Any] | None = None
+
+    kind: ClassVar[DesignKind] = "cohort"
+    unit: ClassVar[Unit] = "sample_id"
+
+    def require_sources(self) -> None:
+        if not (self.samples or self.simulate):
+            raise InputError("a cohort design needs 'samples' or 'simulate'", path=self.source,
+                             record=self.key())
+
+    def region_table(self, reference: Reference, annotation: str | Path | None = None) -> pd.DataFrame:
+        """The cohort's regions (``region_id, chrom, start, end, strand`` + gene ``name`` when the
+        region ids are gene ids of ``annotation``)."""
+        from genosae.genome.annotation import read_annotation
+
+        bed = read_annotation(self.regions, reference, fmt="bed")
+        regions = pd.DataFrame({"region_id": np.where(bed["name"] != "", bed["name"],
+                                                      bed["chrom"] + ":" + bed["start"].astype(str) + "-" +
+                                                      bed["end"].astype(str)),
+                                "chrom": bed["chrom"], "start": bed["start"], "end": bed["end"],
+                                "strand": bed["strand"].replace(".", "+")})
+        if annotation is not None and Path(annotation).exists():  # gene names for the reports
+            genes = read_annotation(annotation, reference)
+            genes = genes[genes["feature"] == "gene"].drop_duplicates("gene_id")
+            names = genes.set_index(genes["gene_id"].astype(str))["name"].astype(str)
+            regions["name"] = regions["region_id"].map(names).replace("", np.nan).fillna(regions["region_id"])
+        return regions
+
+    def windows(self, reference: Reference, *, size: int, stride: int,
+                annotation: str | Path | None = None) -> pd.DataFrame:
+        from genosae.genome.windows import cohort_windows
+
+        if not self.samples or not self.regions:
+            raise InputError("a cohort design needs 'samples' and 'regions' (run `genosae simulate` first "
+                             "when they are simulated)", path=self.source, record=self.key())
+        return cohort_windows(reference, read_samples(self.samples), self.region_table(reference, annotation),
+                              size, stride)
+
+
+DESIGN_TYPES: dict[str, type[Design]] = {"region": RegionDesign, "sequence": SequenceDesign,
+                                         "cohort": CohortDesign}
+
+
+def design_from_section(section: Mapping[str, Any], name: str = "", *, source: str | Path | None = None,
+                        promoter_upstream: int = 500, promoter_downstream: int = 0, seed: int = 0) -> Design:
+    """The typed design of one ``designs`` config section, validated against the schema.
+
+    Keys the kind does not read (:data:`KIND_KEYS`) must keep their schema default: a cohort's
+    ``gene_set`` is refused rather than ignored. ``promoter_*`` and ``seed`` are the config's
+    ``concepts`` and ``seed`` a region design built from a gene set uses.
+    """
+    from genosae.config import fill_design_defaults, load_schema
+
+    schema = load_schema()
+    src = None if source is None else str(source)
+    d = fill_design_defaults(copy.deepcopy({k: v for k, v in section.items() if k != "name"}),
+                             name or "<design>", source=src, schema=schema)
+    cls = DESIGN_TYPES[d["kind"]]
+    defaults = schema["properties"]["designs"]["additionalProperties"]["properties"]
+    others = sorted({k for keys in KIND_KEYS.values() for k in keys} - set(KIND_KEYS[cls.kind]))
+    stray = [k for k in others if d.get(k) != defaults[k].get("default")]
+    if stray:
+        raise InputError(f"{', '.join(stray)} do(es) not apply to a {cls.kind} design; remove the key(s)",
+                         path=src, record=f"key 'designs.{name}'")
+    common = dict(name=name, case_label=str(d["case_label"]), control_label=str(d["control_label"]), source=src)
+    if cls is RegionDesign:
+        return RegionDesign(**common, regions=_path(d["regions"]), gene_set=_path(d["gene_set"]),
+                            region_type=d["region_type"], max_controls=d["max_controls"],
+                            promoter_upstream=int(promoter_upstream),
+                            promoter_downstream=int(promoter_downstream), seed=int(seed))
+    if cls is SequenceDesign:
+        fbg = d["fasta_by_group"]
+        return SequenceDesign(**common, sequences=_path(d["sequences"]),
+                              fasta_by_group={str(g): Path(f) for g, f in fbg.items()} if fbg else None)
+    return CohortDesign(**common, samples=_path(d["samples"]), regions=_path(d["regions"]),
+                        simulate=dict(d["simulate"]) if d["simulate"] else None)
+
+
+def design_from_config(config: Mapping[str, Any], name: str, *, source: str | Path | None = None) -> Design:
+    """The design ``name`` of a validated config, typed (:func:`design_from_section`)."""
+    designs = config.get("designs") or {}
     if name not in designs:
         raise InputError(f"no design '{name}' in the config (designs: {', '.join(designs) or 'none'})",
-                         record="designs")
-    d = designs[name]
-    size, stride = config["windows"]["size"], config["windows"]["stride"]
+                         path=source, record="designs")
+    concepts = config.get("concepts") or {}
+    return design_from_section(designs[name], name, source=source,
+                               promoter_upstream=concepts.get("promoter_upstream", 500),
+                               promoter_downstream=concepts.get("promoter_downstream", 0),
+                               seed=config.get("seed", 0))
+
+
+def as_design(design: Design | Mapping[str, Any]) -> Design:
+    """``design`` typed: a :class:`Design` as it is, a config section (``kind`` + keys, optional
+    ``name``) through :func:`design_from_section`."""
+    if isinstance(design, Design):
+        return design
+    return design_from_section(design, str(design.get("name", "")))
+
+
+def design_windows(config: Mapping[str, Any], name: str, reference_dir: str | Path) -> pd.DataFrame:
+    """Windows of the design ``name`` (``genosae windows --design``) on a prepared reference folder
+    (``genome.fa``, ``annotation.gff3``): ``windows.size`` bp every ``windows.stride`` bp."""
+    design = design_from_config(config, name)
     reference_dir = Path(reference_dir)
     reference = Reference.open(reference_dir / "genome.fa", config["reference"].get("chrom_aliases") or {})
-    if d["kind"] == "region":
-        if d.get("regions"):
-            regions = read_region_design(d["regions"], reference)
-        else:
-            annotation = read_annotation(reference_dir / "annotation.gff3", reference)
-            c = config["concepts"]
-            regions = region_design_from_genes(
-                annotation, d["gene_set"], region_type=d["region_type"], case_label=d["case_label"],
-                control_label=d["control_label"], max_controls=d["max_controls"], seed=config["seed"],
-                upstream=c["promoter_upstream"], downstream=c["promoter_downstream"],
-                chrom_sizes=reference.chrom_sizes)
-        return make_windows(regions, size=size, stride=stride, chrom_sizes=reference.chrom_sizes)
-    if d["kind"] == "sequence":
-        seqs = read_sequence_design(d.get("sequences"), d.get("fasta_by_group"))
-        return sequence_windows(seqs, size=size, stride=stride)
-    if not d.get("samples") or not d.get("regions"):
-        raise InputError("a cohort design needs 'samples' and 'regions' (run `genosae simulate` first "
-                         "when they are simulated)", record=f"designs.{name}")
-    samples = read_samples(d["samples"])
-    bed = read_annotation(d["regions"], reference, fmt="bed")
-    regions = pd.DataFrame({"region_id": np.where(bed["name"] != "", bed["name"],
-                                                  bed["chrom"] + ":" + bed["start"].astype(str) + "-" +
-                                                  bed["end"].astype(str)),
-                            "chrom": bed["chrom"], "start": bed["start"], "end": bed["end"],
-                            "strand": bed["strand"].replace(".", "+")})
     gff = reference_dir / "annotation.gff3"
-    if gff.exists():  # gene names for the reports when region ids are gene ids (genosae simulate)
-        genes = read_annotation(gff, reference)
-        genes = genes[genes["feature"] == "gene"].drop_duplicates("gene_id")
-        names = genes.set_index(genes["gene_id"].astype(str))["name"].astype(str)
-        regions["name"] = regions["region_id"].map(names).replace("", np.nan).fillna(regions["region_id"])
-    return cohort_windows(reference, samples, regions, size, stride)
+    return design.windows(reference, size=config["windows"]["size"], stride=config["windows"]["stride"],
+                          annotation=gff if gff.exists() else None)
