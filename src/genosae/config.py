@@ -64,14 +64,22 @@ def validate_config(config: dict, *, source: str | Path = "<config>") -> dict:
         if err.validator == "additionalProperties":
             msg = f"unknown key(s): {msg.split('(')[-1].rstrip(')')}; see config/README.md for allowed keys"
         raise InputError(f"{msg}{more}", path=source, record=f"key '{key_path(err.absolute_path)}'")
-    design_schema = schema["properties"]["designs"]["additionalProperties"]
     for name, design in config.get("designs", {}).items():
-        errs = list(_DefaultFilling(design_schema).iter_errors(design))
-        if errs:
-            raise InputError(errs[0].message, path=source, record=f"key 'designs.{name}.{key_path(errs[0].absolute_path)}'")
+        fill_design_defaults(design, name, source=source, schema=schema)
         if design.get("simulate"):
             _set_simulated_paths(config, name, design, source)
     return config
+
+
+def fill_design_defaults(design: dict, name: str, *, source: str | Path | None = "<config>",
+                         schema: dict | None = None) -> dict:
+    """Validate one design section against the schema and fill its defaults (in place; returned)."""
+    design_schema = (schema or load_schema())["properties"]["designs"]["additionalProperties"]
+    errs = list(_DefaultFilling(design_schema).iter_errors(design))
+    if errs:
+        raise InputError(errs[0].message, path=source,
+                         record=f"key 'designs.{name}.{key_path(errs[0].absolute_path)}'")
+    return design
 
 
 def simulated_design_dir(outdir: str, design: str) -> str:
@@ -94,6 +102,8 @@ def _set_simulated_paths(config: dict, name: str, design: dict, source: str | Pa
 
 def check_inputs(config: dict, *, source: str | Path = "<config>", produced_prefixes: tuple[str, ...] = ()) -> None:
     """Refuse missing input files named by the config (except those a workflow step produces)."""
+    from genosae.genome.designs import design_from_config
+
     outdir = config.get("outdir", "results")
     produced = (*produced_prefixes, outdir)
 
@@ -128,13 +138,7 @@ def check_inputs(config: dict, *, source: str | Path = "<config>", produced_pref
             need(d.get(key), f"designs.{name}.{key}", "file")
         for group, fasta in (d.get("fasta_by_group") or {}).items():
             need(fasta, f"designs.{name}.fasta_by_group.{group}", "FASTA")
-        if d["kind"] == "region" and not (d.get("regions") or d.get("gene_set")):
-            raise InputError("a region design needs 'regions' or 'gene_set'", path=source, record=f"key 'designs.{name}'")
-        if d["kind"] == "cohort" and not (d.get("samples") or d.get("simulate")):
-            raise InputError("a cohort design needs 'samples' or 'simulate'", path=source, record=f"key 'designs.{name}'")
-        if d["kind"] == "sequence" and not (d.get("sequences") or d.get("fasta_by_group")):
-            raise InputError("a sequence design needs 'sequences' or 'fasta_by_group'", path=source,
-                             record=f"key 'designs.{name}'")
+        design_from_config(config, name, source=source).require_sources()
 
 
 def load_config(path: str | Path, *, check_files: bool = True) -> dict:

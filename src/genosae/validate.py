@@ -20,23 +20,26 @@ def validate_inputs(config_path: str | Path) -> str:
     A short human-readable summary. Raises :class:`InputError` on the first problem.
     """
     from genosae.config import load_config
-    from genosae.genome._cli import load_motifs, reference_files
     from genosae.genome.annotation import read_annotation
-    from genosae.genome.concepts import coding_genes
     from genosae.genome.designs import (
-        _match_genes,
+        CohortDesign,
+        RegionDesign,
+        SequenceDesign,
+        design_from_config,
         read_gene_set,
         read_region_design,
         read_samples,
         read_sequence_design,
     )
-    from genosae.genome.reference import Reference
+    from genosae.genome.genes import coding_genes, match_genes
+    from genosae.genome.motifs import load_motifs
+    from genosae.genome.reference import Reference, reference_files
     from genosae.genome.variants import read_vcf
 
     config = load_config(config_path)
     outdir = config.get("outdir", "results")
     lines = [f"config {config_path}: OK"]
-    fasta, annot = reference_files(config)
+    fasta, annot = reference_files(config).require()
     reference = Reference.open(fasta, config["reference"].get("chrom_aliases") or {})
     lines.append(f"reference {fasta}: {len(reference.chrom_sizes)} sequences, "
                  f"{sum(reference.chrom_sizes.values()):,} bp")
@@ -45,27 +48,29 @@ def validate_inputs(config_path: str | Path) -> str:
     lines.append(f"annotation {annot}: {len(annotation):,} features, {len(genes):,} coding genes")
     motifs = load_motifs(config)
     lines.append(f"motifs ({config['motifs']['source']}): {len(motifs)} motifs")
-    for name, d in config.get("designs", {}).items():
-        what = [f"design {name} ({d['kind']})"]
-        if d.get("gene_set"):
-            wanted = read_gene_set(d["gene_set"])
-            hit, unknown = _match_genes(genes, wanted)
+    for name in config.get("designs", {}):
+        d = design_from_config(config, name, source=config_path)
+        what = [f"design {name} ({d.kind})"]
+        if isinstance(d, RegionDesign) and d.gene_set:
+            wanted = read_gene_set(d.gene_set)
+            hit, unknown = match_genes(genes, wanted)
             if not hit.any():
-                raise InputError("no gene of the gene set is in the annotation", path=d["gene_set"])
+                raise InputError("no gene of the gene set is in the annotation", path=d.gene_set)
             what.append(f"{int(hit.sum())} genes matched" + (f", {len(unknown)} unknown "
                                                              f"({', '.join(unknown[:5])})" if unknown else ""))
-        if d.get("regions") and not _produced(d["regions"], outdir):
-            if d["kind"] == "region":
-                r = read_region_design(d["regions"], reference)
+        regions = getattr(d, "regions", None)
+        if regions and not _produced(str(regions), outdir):
+            if isinstance(d, RegionDesign):
+                r = read_region_design(regions, reference)
                 what.append(f"{len(r)} regions in {r['group'].nunique()} groups")
             else:
-                r = read_annotation(d["regions"], reference, fmt="bed")
+                r = read_annotation(regions, reference, fmt="bed")
                 what.append(f"{len(r)} regions")
-        if d.get("sequences") or d.get("fasta_by_group"):
-            s = read_sequence_design(d.get("sequences"), d.get("fasta_by_group"))
+        if isinstance(d, SequenceDesign) and (d.sequences or d.fasta_by_group):
+            s = read_sequence_design(d.sequences, d.fasta_by_group)
             what.append(f"{len(s)} sequences in {s['group'].nunique()} groups")
-        if d.get("samples") and not _produced(d["samples"], outdir):
-            samples = read_samples(d["samples"])
+        if isinstance(d, CohortDesign) and d.samples and not _produced(str(d.samples), outdir):
+            samples = read_samples(d.samples)
             for rec in samples.to_dict("records"):
                 if rec.get("vcf"):
                     vcf = read_vcf(rec["vcf"], reference)
@@ -76,7 +81,7 @@ def validate_inputs(config_path: str | Path) -> str:
                     Reference.open(rec["fasta"])
             what.append(f"{len(samples)} samples, conditions "
                         f"{dict(samples['condition'].value_counts())}")
-        elif d.get("samples") or d.get("simulate"):
+        elif isinstance(d, CohortDesign) and (d.samples or d.simulate):
             what.append("samples produced by `genosae simulate`")
         lines.append(": ".join([what[0], ", ".join(what[1:]) or "OK"]))
     return "\n".join(lines)

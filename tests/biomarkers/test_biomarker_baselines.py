@@ -53,7 +53,8 @@ def test_linear_probe_and_store_embeddings(tmp_path):
     save_file({"acts": acts, "window_index": widx, "is_special": special},
               str(tmp_path / "shard-00000.safetensors"))
     (tmp_path / "manifest.json").write_text(
-        '{"format": "genosae-activations/1", "d_model": 6, "windows_file": "windows.tsv",'
+        '{"format": "genosae-activations/1", "d_model": 6, "n_tokens": 200, "layer": 0, "dtype": "float16",'
+        ' "windows_file": "windows.tsv",'
         ' "shards": [{"file": "shard-00000.safetensors", "n_tokens": 200}]}')
     emb = mean_embeddings(tmp_path, "region_id")
     assert emb.shape == (10, 6)

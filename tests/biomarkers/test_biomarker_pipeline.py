@@ -81,3 +81,14 @@ def test_null_cohort_finds_nothing():
     assert (run.biomarkers["q"] > 0.05).all()
     lo, hi = run.permutation.familywise_ci
     assert lo <= 0.05 and lo <= run.permutation.familywise_rate <= hi
+
+
+def test_typed_design_and_its_config_section_give_the_same_run(cohort):
+    from genosae.genome.designs import CohortDesign
+
+    kw = dict(params={**PARAMS, "permutations": 0}, feature_names=cohort.feature_names)
+    typed = run_biomarkers(cohort.codes, cohort.tokens, cohort.windows, design=CohortDesign(name="toy"), **kw)
+    plain = run_biomarkers(cohort.codes, cohort.tokens, cohort.windows, design=COHORT, **kw)
+    pd.testing.assert_frame_equal(typed.biomarkers, plain.biomarkers)
+    assert typed.locus_tests is not None and typed.design_summary["unit"] == "sample_id"
+    assert typed.design_summary["kind"] == "cohort" and typed.design_summary["design"] == "toy"

@@ -22,6 +22,8 @@ def tiny_genome(tmp_path):
             start, strand = 2000 + i * 4500, "+-"[i % 2]
             lines.append(f"{c}\tsim\tgene\t{start + 1}\t{start + 1000}\t.\t{strand}\t.\t"
                          f"ID=gene:{c}G{i};Name=G{c[-1]}{i};locus_tag={c}G{i}")
+            lines.append(f"{c}\tsim\tCDS\t{start + 1}\t{start + 1000}\t.\t{strand}\t0\t"
+                         f"ID=cds:{c}G{i};Name=G{c[-1]}{i};locus_tag={c}G{i}")  # coding genes
     gff = tmp_path / "a.gff3"
     gff.write_text("\n".join(lines) + "\n")
     return fa, gff, seqs

@@ -21,6 +21,8 @@ from genosae.features.activations import (
     neuron_units,
     random_direction_activations,
     random_units,
+    segment_max,
+    segment_sum,
     store_mean,
     window_activations,
     window_split,
@@ -313,3 +315,38 @@ def test_logo_pngs_serial_and_parallel(tmp_path, n_jobs):
     assert list(out) == list(pwms)
     for name, path in out.items():
         assert path == tmp_path / f"{name}.png" and path.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_segment_sum_and_max_against_a_loop(sparse):
+    rng = np.random.default_rng(3)
+    x = (rng.random((60, 7)) * (rng.random((60, 7)) > 0.6)).astype(np.float32)
+    seg = rng.integers(0, 9, 60)
+    seg[seg == 4] = 5  # segment 4 has no rows
+    w = rng.random(60)
+    xs = sp.csr_matrix(x) if sparse else x
+    total, mx, wsum = segment_sum(xs, seg, 10), segment_max(xs, seg, 10), segment_sum(xs, seg, 10, weights=w)
+    assert sp.issparse(total) == sparse and sp.issparse(mx) == sparse
+    dense = (lambda a: a.toarray()) if sparse else np.asarray
+    for s in range(10):
+        rows = seg == s
+        np.testing.assert_allclose(dense(total)[s], x[rows].sum(0), rtol=1e-6)
+        np.testing.assert_allclose(dense(wsum)[s], (w[rows, None] * x[rows]).sum(0), rtol=1e-6)
+        np.testing.assert_array_equal(dense(mx)[s], x[rows].max(0) if rows.any() else 0)
+    assert dense(mx).dtype == np.float32 and dense(total).dtype == np.float32
+
+
+def test_window_aggregates_agree_across_callers(fake_store, fake_sae_factory):
+    """WindowActs (profiles' input), the catalogue's window matrix and the unit profiles all take
+    the same segmented maximum."""
+    from genosae.biomarkers.profiles import region_profiles
+
+    acts = feature_activations(fake_sae_factory(), fake_store)
+    n_win = len(fake_store.windows)
+    wa = WindowActs.from_codes(acts.codes, acts.tokens, n_win, feature_names=acts.feature_names)
+    mx, _ = window_feature_matrix(acts, n_win)
+    np.testing.assert_array_equal(mx.toarray(), wa.max)
+    pair = np.arange(n_win) // 2  # units of two windows
+    windows = fake_store.windows.assign(region_id=[f"u{i}" for i in pair], group=np.where(pair % 2, "a", "b"))
+    adata = region_profiles(wa, None, windows)
+    np.testing.assert_array_equal(adata.layers["max"], np.maximum(wa.max[0::2], wa.max[1::2]))

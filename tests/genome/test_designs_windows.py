@@ -5,12 +5,12 @@ import pytest
 from genosae.errors import InputError
 from genosae.genome.annotation import read_annotation
 from genosae.genome.designs import (
-    promoter_regions,
     read_region_design,
     read_samples,
     read_sequence_design,
     region_design_from_genes,
 )
+from genosae.genome.genes import promoters
 from genosae.genome.reference import Reference
 from genosae.genome.variants import (
     apply_edits,
@@ -130,7 +130,7 @@ def test_region_design_and_windows(small_genome, tmp_path):
     assert d.attrs["unknown_genes"] == ["NOPE"]
     assert d.set_index("gene").loc["GENE2", ["start", "end", "group"]].tolist() == [1490, 1600, "case"]
     assert d.set_index("gene").loc["GENE1", "group"] == "control"
-    p = promoter_regions(annotation, ["Y1"], upstream=50, downstream=0)
+    p = promoters(annotation, ["Y1"], upstream=50, downstream=0)
     assert p[["start", "end", "gene"]].values.tolist() == [[950, 1000, "GENE1"]]
     w = make_windows(d, size=64, stride=64, chrom_sizes=ref.chrom_sizes)
     seqs = window_sequences(w, ref)
@@ -216,3 +216,58 @@ def test_atlas_windows_stratified_by_chromosome_length():
         assert (np.diff(order) >= 0).all()  # sorted by chromosome (reference order), then start
         for _, g in w.groupby("chrom"):
             assert (np.diff(g["start"].to_numpy()) >= 512).all()
+
+
+def test_typed_designs_from_the_config(small_genome, tmp_path):
+    from genosae.config import validate_config
+    from genosae.genome.designs import (
+        CohortDesign,
+        RegionDesign,
+        SequenceDesign,
+        as_design,
+        design_from_config,
+        design_windows,
+    )
+
+    fasta, gff, _ = small_genome
+    genes = tmp_path / "genes.txt"
+    genes.write_text("GENE2\n")
+    seqs = tmp_path / "seqs.tsv"
+    seqs.write_text("id\tsequence\tgroup\na\tACGTACGTAC\tx\nb\tTTTTGGGGCC\ty\n")
+    config = validate_config({"outdir": str(tmp_path / "out"), "seed": 3,
+                              "concepts": {"promoter_upstream": 100, "promoter_downstream": 10},
+                              "windows": {"size": 64, "stride": 64},
+                              "designs": {"prom": {"kind": "region", "gene_set": str(genes), "max_controls": 5},
+                                          "seq": {"kind": "sequence", "sequences": str(seqs)},
+                                          "coh": {"kind": "cohort", "simulate": {"n_cases": 3}}}})
+    prom = design_from_config(config, "prom")
+    assert isinstance(prom, RegionDesign) and prom.unit == "region_id" and prom.kind == "region"
+    assert (prom.gene_set, prom.max_controls, prom.promoter_upstream, prom.promoter_downstream, prom.seed) == (
+        genes, 5, 100, 10, 3)
+    seq = design_from_config(config, "seq")
+    assert isinstance(seq, SequenceDesign) and seq.sequences == seqs
+    coh = design_from_config(config, "coh")
+    assert isinstance(coh, CohortDesign) and coh.unit == "sample_id" and coh.simulate["n_cases"] == 3
+    assert coh.samples == tmp_path / "out" / "simulate" / "coh" / "samples.tsv"  # where simulate writes it
+    # windows through the typed design, as `genosae windows --design` builds them
+    ref_dir = tmp_path / "ref"
+    ref_dir.mkdir()
+    (ref_dir / "genome.fa").write_bytes(fasta.read_bytes())
+    (ref_dir / "annotation.gff3").write_bytes(gff.read_bytes())
+    w = design_windows(config, "prom", ref_dir)
+    assert set(w["gene"]) == {"GENE1", "GENE2"} and set(w["group"]) == {"case", "control"}
+    # GENE2 (-): promoter [TSS + 1 - 10, TSS + 1 + 100) = [1490, 1600), two 64-bp windows
+    assert w.loc[w["gene"] == "GENE2", ["start", "end"]].values.tolist() == [[1490, 1554], [1536, 1600]]
+    assert design_windows(config, "seq", ref_dir)["sequence"].tolist() == ["ACGTACGTAC", "TTTTGGGGCC"]
+    with pytest.raises(InputError, match="sample sheet not found"):  # `genosae simulate` has not run
+        design_windows(config, "coh", ref_dir)
+    # validated once: unknown names, keys of another kind, equal labels, nothing to build from
+    with pytest.raises(InputError, match="no design 'nope'"):
+        design_from_config(config, "nope")
+    with pytest.raises(InputError, match="gene_set do\\(es\\) not apply to a cohort design"):
+        as_design({"kind": "cohort", "gene_set": "x.txt"})
+    with pytest.raises(InputError, match="both 'a'"):
+        as_design({"kind": "region", "case_label": "a", "control_label": "a"})
+    with pytest.raises(InputError, match="needs 'regions' or 'gene_set'"):
+        as_design({"kind": "region", "name": "r"}).require_sources()
+    assert as_design(prom) is prom and as_design({"kind": "cohort", "name": "toy"}).name == "toy"

@@ -96,3 +96,66 @@ def test_chrom_sort_key_natural_order():
     names = ["chrM", "chrX", "chrIV", "chr10", "chrI", "chrIX", "chr2", "chrXVI", "scaffold_1"]
     assert sorted(names, key=chrom_sort_key) == ["chrI", "chr2", "chrIV", "chrIX", "chrX", "chr10",
                                                   "chrXVI", "chrM", "scaffold_1"]
+
+
+def test_encode_bases_is_the_one_encoder():
+    from genosae.features.motifs import encode_sequences
+    from genosae.genome.reference import complement_codes, decode_bases, encode_bases
+    from genosae.model.lm import VOCAB, build_tokenizer, token_ids
+
+    every = bytes(range(256))
+    codes = encode_bases(every)
+    expect = np.full(256, 5, np.uint8)
+    for i, b in enumerate(b"ACGTN"):
+        expect[b] = expect[b | 0x20] = i
+    np.testing.assert_array_equal(codes, expect)
+    text = "ACGTNacgtnRYW-"
+    np.testing.assert_array_equal(encode_bases(text), encode_bases(text.encode()))
+    np.testing.assert_array_equal(encode_bases(np.frombuffer(text.encode(), np.uint8)), encode_bases(text))
+    assert "".join(decode_bases(encode_bases(text))) == "ACGTNACGTNNNNN"
+    assert "".join(decode_bases(complement_codes(encode_bases("ACGTN")))) == "TGCAN"
+    # the callers read it: motif sites merge N and others into 4, the LM gives tokenizer ids
+    assert encode_sequences([text])[0].tolist() == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 4, 4, 4, 4]
+    tok = build_tokenizer()
+    assert token_ids(text).tolist() == tok(text, add_special_tokens=False)["input_ids"]
+    assert token_ids("R").tolist() == [VOCAB["[UNK]"]]
+
+
+def test_reference_files_is_the_one_resolver(tmp_path, make_fasta, yeast_reference, monkeypatch):
+    import genosae.genome.reference as reference_module
+    from genosae.genome.reference import ReferenceFiles, reference_files
+
+    fa = make_fasta({"c1": "ACGT"}, name="mine.fa")
+    ann = tmp_path / "mine.gtf"
+    ann.write_text("")
+    files_cfg = {"reference": {"source": "files", "fasta": str(fa), "annotation": str(ann)}}
+    yeast_cfg = {"reference": {"source": "yeast", "cache_dir": str(yeast_reference.fasta.parent)}}
+    # 1. explicit paths win over everything
+    assert reference_files(yeast_cfg, fasta=fa, annotation=ann) == ReferenceFiles(fa, ann)
+    # 2. a reference folder: prepare-reference's names first, else any FASTA / annotation there
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    for name in ("genome.fa", "annotation.gff3", "aaa.fa", "aaa.gtf"):
+        (prepared / name).write_text("")
+    assert reference_files(files_cfg, reference_dir=prepared) == (prepared / "genome.fa", prepared / "annotation.gff3")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "b.fasta").write_text("")
+    (other / "a.fa").write_text("")
+    assert reference_files(files_cfg, reference_dir=other) == (other / "a.fa", ann)  # the rest from the config
+    assert reference_files(files_cfg, reference_dir=tmp_path / "absent") == (fa, ann)
+    # 3. the config: files, or the yeast genome built into cache_dir (only with build)
+    assert reference_files(files_cfg) == (fa, ann)
+    assert reference_files(yeast_cfg) == (yeast_reference.fasta, yeast_reference.gff3)
+    assert reference_files(yeast_cfg, build=False) == (None, None)
+    missing = {"reference": {"source": "files", "fasta": str(fa), "annotation": None}}
+    assert reference_files(missing).require(annotation=False).fasta == fa
+    with pytest.raises(InputError, match="no reference annotation") as err:
+        reference_files(missing).require()
+    assert err.value.record == "reference.annotation"
+    with pytest.raises(InputError, match="no reference FASTA"):
+        reference_files({"reference": {"source": "files"}}).require(annotation=False)
+    # 4. no config: the FASTA given, else the bundled yeast genome
+    assert reference_files(fasta=fa) == (fa, None)
+    monkeypatch.setattr(reference_module, "DEFAULT_YEAST_CACHE", str(yeast_reference.fasta.parent))
+    assert reference_files().fasta == yeast_reference.fasta

@@ -11,7 +11,7 @@ import pyfaidx
 import pytest
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-from genosae.model.lm import encode_bases
+from genosae.model.lm import token_ids
 from genosae.model.train_lm import kmer_context_baseline, load_codes, masked_base_scores
 
 MODEL = Path(__file__).resolve().parents[2] / "models" / "genosae-yeast-cnn"
@@ -26,7 +26,7 @@ def model():
 
 def test_loads_with_auto_classes(model):
     tok = AutoTokenizer.from_pretrained(MODEL, local_files_only=True)
-    assert tok("ACGTN")["input_ids"] == encode_bases("ACGTN").tolist()
+    assert tok("ACGTN")["input_ids"] == token_ids("ACGTN").tolist()
     assert model.config.model_type == "genosae-cnn"
 
 
@@ -45,7 +45,7 @@ def test_model_card_snippet_runs_after_import_genosae_only():
 def test_beats_kmer_baseline_on_a_heldout_slice(model, yeast_reference):
     fasta = pyfaidx.Fasta(str(yeast_reference.fasta), sequence_always_upper=True)
     assert "chrXVI" in fasta.keys()
-    codes = encode_bases(str(fasta["chrXVI"][300_000:316_000]))  # never seen in training
+    codes = token_ids(str(fasta["chrXVI"][300_000:316_000]))  # never seen in training
     positions, log2p, _ = masked_base_scores(model, codes)
     train = load_codes(yeast_reference.fasta, [c for c in fasta.keys() if c != "chrXVI"])
     kmer = kmer_context_baseline(train, codes, positions, contexts=(3, 4))

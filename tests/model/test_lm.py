@@ -12,8 +12,8 @@ from genosae.model.lm import (
     GenosaeCNNConfig,
     GenosaeCNNForMaskedLM,
     build_tokenizer,
-    encode_bases,
     mask_tokens,
+    token_ids,
 )
 from genosae.model.train_lm import (
     LMTrainConfig,
@@ -31,7 +31,7 @@ def test_tokenizer_matches_vectorised_encoding(tmp_path):
     tok.save_pretrained(tmp_path)
     loaded = AutoTokenizer.from_pretrained(tmp_path)
     enc = loaded(seq, return_offsets_mapping=True)
-    assert enc["input_ids"] == encode_bases(seq).tolist()
+    assert enc["input_ids"] == token_ids(seq).tolist()
     assert enc["offset_mapping"] == [(i, i + 1) for i in range(len(seq))]
 
 
@@ -41,14 +41,14 @@ def test_registered_with_auto_classes(tmp_path):
     again = AutoModelForMaskedLM.from_pretrained(tmp_path, local_files_only=True).eval()
     base = AutoModel.from_pretrained(tmp_path, local_files_only=True)
     assert type(again) is GenosaeCNNForMaskedLM and base.config.model_type == "genosae-cnn"
-    ids = torch.from_numpy(encode_bases("ACGT" * 16))[None]
+    ids = torch.from_numpy(token_ids("ACGT" * 16))[None]
     out = again(ids, output_hidden_states=True)
     assert len(out.hidden_states) == TINY["num_hidden_layers"] + 1
     torch.testing.assert_close(out.logits, model(ids).logits)
 
 
 def test_masking_only_touches_bases_at_the_rate():
-    ids = torch.from_numpy(encode_bases("ACGTN" * 4000))[None]
+    ids = torch.from_numpy(token_ids("ACGTN" * 4000))[None]
     mb = mask_tokens(ids, 0.15, torch.Generator().manual_seed(0))
     chosen = mb.labels != -100
     assert not chosen[ids == 7].any()  # N is never a target
@@ -86,13 +86,13 @@ def test_training_learns_and_resumes_exactly_after_a_kill(make_fasta, tmp_path, 
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
     # it learned the repeat: masked bases of the held-out copy are predicted well above chance
     model = AutoModelForMaskedLM.from_pretrained(full).eval()
-    codes = encode_bases(period * 100)
+    codes = token_ids(period * 100)
     lp = masked_base_scores(model, codes, window=64, core=32, stride_mask=8).log2p
     assert -lp.mean() < 1.5  # chance is 2 bits
 
 
 def test_kmer_baseline_is_exact_on_a_deterministic_sequence():
-    codes = encode_bases("ACGT" * 500)
+    codes = token_ids("ACGT" * 500)
     res = kmer_context_baseline([codes], codes, np.arange(10, 1990), contexts=(0, 1))
     assert res["per_context"][0]["bits_per_base"] == pytest.approx(2.0, abs=0.01)
     assert res["best_context"] == 1 and res["accuracy"] == 1.0

@@ -1,17 +1,13 @@
-"""Subcommands ``simulate``, ``profiles`` and ``biomarkers`` (thin wrappers over the API)."""
+"""Subcommands ``simulate``, ``profiles`` and ``biomarkers``: argument parsing only.
+
+The work is :func:`genosae.biomarkers.simulate_design`, :func:`genosae.biomarkers.load_biomarker_inputs`,
+:func:`genosae.biomarkers.design_profiles`, :func:`genosae.biomarkers.run_design` and
+:func:`genosae.biomarkers.write_run`.
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
-from pathlib import Path
-from typing import Any
-
-import pandas as pd
-
-from genosae.errors import InputError
-
-log = logging.getLogger(__name__)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -50,167 +46,45 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
             p.set_defaults(func=_profiles)
 
 
-def _config(path: str) -> dict[str, Any]:
+def _simulate(args: argparse.Namespace) -> int:
+    from genosae.biomarkers.simulate import simulate_design
     from genosae.config import load_config
 
-    return load_config(path, check_files=False)
-
-
-def _design(config: dict[str, Any], name: str, path: str) -> dict[str, Any]:
-    designs = config.get("designs", {})
-    if name not in designs:
-        raise InputError(f"no design {name!r}; defined: {sorted(designs)}", path=path,
-                         record=f"key 'designs.{name}'")
-    return {**designs[name], "name": name}
-
-
-def _reference_files(args: argparse.Namespace, config: dict[str, Any]) -> tuple[Path, Path]:
-    fasta, ann = args.fasta, args.annotation
-    if args.reference_dir and not (fasta and ann):
-        d = Path(args.reference_dir)
-        fas = sorted(p for pat in ("*.fa", "*.fasta", "*.fna", "*.fa.gz", "*.fasta.gz") for p in d.glob(pat))
-        anns = sorted(p for pat in ("*.gff3", "*.gff", "*.gtf", "*.gff3.gz", "*.gtf.gz") for p in d.glob(pat))
-        fasta, ann = fasta or (fas[0] if fas else None), ann or (anns[0] if anns else None)
-    ref = config["reference"]
-    if not (fasta and ann):
-        if ref["source"] == "files":
-            fasta, ann = fasta or ref["fasta"], ann or ref["annotation"]
-        else:
-            from genosae.genome.yeast import build_yeast_reference
-
-            y = build_yeast_reference(ref["cache_dir"])
-            fasta, ann = fasta or y.fasta, ann or y.gff3
-    return Path(fasta), Path(ann)
-
-
-def _simulate(args: argparse.Namespace) -> int:
-    from genosae.biomarkers.simulate import simulate_cohort
-
-    config = _config(args.config)
-    design = _design(config, args.design, args.config)
-    sim = design.get("simulate")
-    if not sim:
-        raise InputError("design has no 'simulate' section", path=args.config,
-                         record=f"key 'designs.{args.design}.simulate'")
-    fasta, ann = _reference_files(args, config)
-    res = simulate_cohort(
-        fasta, ann, args.out, n_cases=sim["n_cases"], n_controls=sim["n_controls"],
-        n_genes=sim["n_genes"], motif=sim["motif"], fraction_cases=sim["fraction_cases"],
-        background_snv_rate=sim["background_snv_rate"], seed=config.get("seed", 0),
-        promoter_upstream=config["concepts"]["promoter_upstream"], mode=args.mode,
-        case_label=design.get("case_label", "case"), control_label=design.get("control_label", "control"),
-    )
+    res = simulate_design(load_config(args.config, check_files=False), args.design, args.out,
+                          fasta=args.fasta, annotation=args.annotation, reference_dir=args.reference_dir,
+                          mode=args.mode)
     print(f"simulated {len(res.samples)} samples, {len(res.regions)} regions, "
           f"{len(res.truth)} planted ({res.motif}) -> {res.out_dir}")
     return 0
 
 
-def _load_inputs(args: argparse.Namespace) -> dict[str, Any]:
-    import scipy.sparse as sp
+def _inputs(args: argparse.Namespace):
+    from genosae.biomarkers.inputs import load_biomarker_inputs
+    from genosae.config import load_config
 
-    from genosae._io import read_json
-    from genosae.features.activations import WINDOW_FORMAT, FeatureActs, WindowActs
-
-    config = _config(args.config)
-    design = _design(config, args.design, args.config)
-    for folder in args.acts:
-        if not (Path(folder) / "meta.json").is_file():
-            raise InputError("not an activations folder (no meta.json); make one with `genosae "
-                             "window-acts` (or `genosae encode-features`)", path=folder)
-    fmt = read_json(Path(args.acts[0]) / "meta.json").get("format")
-    if fmt == WINDOW_FORMAT:
-        if len(args.acts) > 1:
-            raise InputError("give one window-activations folder (one per design)", path=args.acts[1])
-        wa = WindowActs.load(args.acts[0])
-        codes, tokens, names = wa, None, wa.feature_names
-    else:
-        parts = [FeatureActs.load(p) for p in args.acts]
-        names = parts[0].feature_names
-        for p, fa in zip(args.acts[1:], parts[1:]):
-            if fa.feature_names != names:
-                raise InputError("feature names differ from the first --acts folder", path=p)
-        codes = sp.vstack([fa.codes for fa in parts]).tocsr()
-        tokens = pd.concat([fa.tokens for fa in parts], ignore_index=True)
-    wpath = Path(args.windows)
-    if not wpath.exists():
-        raise InputError("windows table not found", path=wpath)
-    windows = pd.read_csv(wpath, sep="\t", dtype={"window_id": str, "region_id": str, "sample_id": str})
-    sequences = None
-    if "sequence" not in windows.columns and args.reference:
-        from genosae.genome.reference import Reference
-
-        ref = Reference.open(args.reference)
-        sequences = [ref.fetch(r.chrom, int(r.start), int(r.end), getattr(r, "strand", "+"))
-                     for r in windows.itertuples()]
-    catalog = None
-    if args.catalog:
-        if not Path(args.catalog).exists():
-            raise InputError("feature catalogue not found", path=args.catalog)
-        catalog = pd.read_csv(args.catalog)
-    obs = None
-    samples = args.samples or design.get("samples")
-    if design.get("kind") == "cohort" and samples:
-        if not Path(samples).exists():
-            raise InputError("sample sheet not found", path=samples)
-        obs = pd.read_csv(samples, sep="\t", dtype={"sample_id": str})
-        if "sample_id" not in obs.columns:
-            raise InputError("sample sheet lacks 'sample_id'", path=samples, record=1)
-        obs = obs.set_index("sample_id")
-        if "condition" in obs.columns and not ({"condition", "group"} & set(windows.columns)):
-            windows = windows.assign(condition=windows["sample_id"].map(obs["condition"]))
-    variants = None
-    if obs is not None and "vcf" in obs.columns and args.reference:  # indels too, straight from the VCFs
-        from genosae.biomarkers.loci import vcf_locus_variants
-        from genosae.genome.reference import Reference
-
-        regions = (windows.assign(region_id=windows["region_id"].astype(str))
-                   .groupby("region_id", sort=False).agg(chrom=("chrom", "first"), start=("start", "min"),
-                                                         end=("end", "max")).reset_index())
-        from genosae.genome.designs import read_samples
-
-        sheet = read_samples(samples)  # VCF paths resolved as the windows step resolved them
-        sheet = sheet[sheet["sample_id"].astype(str).isin(set(windows["sample_id"].astype(str)))]
-        variants = vcf_locus_variants(sheet, regions, Reference.open(args.reference),
-                                      case=design.get("case_label", "case"),
-                                      control=design.get("control_label", "control"))
-    return dict(config=config, design=design, codes=codes, tokens=tokens, windows=windows,
-                names=names, catalog=catalog, obs=obs, sequences=sequences, variants=variants)
+    return load_biomarker_inputs(load_config(args.config, check_files=False), args.design, acts=args.acts,
+                                 windows=args.windows, catalog=args.catalog, samples=args.samples,
+                                 reference=args.reference)
 
 
 def _profiles(args: argparse.Namespace) -> int:
-    from genosae.biomarkers.profiles import region_profiles, write_profiles
+    from genosae.biomarkers.pipeline import design_profiles
+    from genosae.biomarkers.profiles import write_profiles
 
-    d = _load_inputs(args)
-    unit = "sample_id" if d["design"].get("kind") == "cohort" else "region_id"
-    adata = region_profiles(d["codes"], d["tokens"], d["windows"], unit=unit, obs=d["obs"],
-                            catalog=d["catalog"], sequences=d["sequences"], config=d["config"],
-                            feature_names=d["names"])
+    inputs = _inputs(args)
+    adata = design_profiles(inputs)
     write_profiles(adata, args.out)
-    print(f"profiles: {adata.n_obs} {unit} × {adata.n_vars} features -> {args.out}")
+    print(f"profiles: {adata.n_obs} {inputs.design.unit} × {adata.n_vars} features -> {args.out}")
     return 0
 
 
 def _biomarkers(args: argparse.Namespace) -> int:
-    from genosae.biomarkers.baselines import mean_embeddings
-    from genosae.biomarkers.pipeline import run_biomarkers, write_run
+    from genosae.biomarkers.pipeline import run_design, write_run
 
-    d = _load_inputs(args)
-    unit = "sample_id" if d["design"].get("kind") == "cohort" else "region_id"
-    emb = mean_embeddings(args.store, unit) if args.store else None
-    sae = store = None
-    if args.sae and args.store and d["design"].get("kind") == "cohort":
-        from genosae.model.store import ActivationStore
-        from genosae.sae.io import load_sae
-
-        sae, store = load_sae(args.sae), ActivationStore(args.store)
-    run = run_biomarkers(d["codes"], d["tokens"], d["windows"], design=d["design"],
-                         params=d["config"]["biomarkers"], feature_names=d["names"],
-                         catalog=d["catalog"], obs=d["obs"], sequences=d["sequences"],
-                         embeddings=emb, variants=d["variants"], sae=sae, store=store,
-                         config=d["config"],
-                         seed=d["config"].get("seed", 0))
+    inputs = _inputs(args)
+    run = run_design(inputs, store=args.store, sae=args.sae)
     paths = write_run(run, args.out)
     s = run.design_summary
-    print(f"biomarkers: {s['n_case']} case vs {s['n_control']} control {unit}s, "
+    print(f"biomarkers: {s['n_case']} case vs {s['n_control']} control {inputs.design.unit}s, "
           f"{s['n_significant']} features with q ≤ {s['alpha']} -> {paths['biomarkers']}")
     return 0

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anndata as ad
 import numpy as np
@@ -15,11 +14,11 @@ from genosae.biomarkers.calibration import ClassifierResult, Penalty, cv_classif
 from genosae.biomarkers.profiles import merged_unit_sequences, window_base_weights
 from genosae.biomarkers.stats import case_control_masks, rank_features, test_features
 from genosae.errors import InputError
+from genosae.features.activations import segment_sum
+from genosae.genome.reference import encode_bases
 
-_CODE = np.full(256, -1, dtype=np.int8)
-for _i, _b in enumerate(b"ACGT"):
-    _CODE[_b] = _i
-    _CODE[ord(chr(_b).lower())] = _i
+if TYPE_CHECKING:
+    from genosae.model.store import ActivationStore
 
 
 def kmer_names(k: int) -> list[str]:
@@ -43,7 +42,7 @@ def kmer_counts(sequences: Sequence[str], k: int) -> np.ndarray:
         return np.zeros((0, 4**k), dtype=np.int64)
     raw = [str(s).encode() for s in sequences]
     lens = np.array([len(s) for s in raw], dtype=np.int64)
-    codes = _CODE[np.frombuffer(b"".join(raw), dtype=np.uint8)].astype(np.int64)
+    codes = encode_bases(b"".join(raw)).astype(np.int64)
     seq_of = np.repeat(np.arange(n), lens)
     total = codes.size
     if total < k:
@@ -53,8 +52,8 @@ def kmer_counts(sequences: Sequence[str], k: int) -> np.ndarray:
     bad = np.zeros(m, dtype=bool)
     for j in range(k):  # loop over k only
         c = codes[j:j + m]
-        index = index * 4 + np.maximum(c, 0)
-        bad |= c < 0
+        index = index * 4 + np.where(c < 4, c, 0)
+        bad |= c >= 4
     bad |= seq_of[:m] != seq_of[k - 1:k - 1 + m]  # k-mer spans two sequences
     good = ~bad
     flat = seq_of[:m][good] * 4**k + index[good]
@@ -98,51 +97,34 @@ def unit_sequences(windows: pd.DataFrame, sequences: Sequence[str], units: pd.In
     return [texts[i] for i in pos]
 
 
-def mean_embeddings(store: str | Path, unit: str = "region_id", *, exclude_special: bool = True
-                    ) -> pd.DataFrame:
-    """Mean raw model activation per unit from an activation store folder (shards streamed).
+def mean_embeddings(store: str | Path | ActivationStore, unit: str = "region_id", *,
+                    exclude_special: bool = True) -> pd.DataFrame:
+    """Mean raw model activation per unit of an activation store (shards streamed).
 
-    Reads the store layout of docs/architecture.md directly (``manifest.json``, ``windows.tsv``,
-    ``shard-*.safetensors``) and accumulates per-unit sums with a sparse indicator product, each
-    window weighted so that overlapping windows count a base once
-    (:func:`~genosae.biomarkers.profiles.window_base_weights`).
-    Returns a DataFrame ``units × d_model`` indexed by unit id.
+    Reads the store through :class:`~genosae.model.store.ActivationStore`; each window is weighted
+    so that overlapping windows count a base once
+    (:func:`~genosae.biomarkers.profiles.window_base_weights`) and the per-unit sums are
+    :func:`~genosae.features.activations.segment_sum` of each shard.
+
+    Returns
+    -------
+    DataFrame ``units × d_model`` indexed by unit id (float64).
     """
-    import scipy.sparse as sp
-    from safetensors.numpy import load_file
+    from genosae.model.store import ActivationStore
 
-    store = Path(store)
-    man_path = store / "manifest.json"
-    if not man_path.exists():
-        raise InputError("not an activation store (no manifest.json); pass the folder written by "
-                         "`genosae embed`", path=store)
-    manifest = json.loads(man_path.read_text())
-    windows = pd.read_csv(store / manifest.get("windows_file", "windows.tsv"), sep="\t")
+    store = store if isinstance(store, ActivationStore) else ActivationStore(store)
+    windows = store.windows
     if unit not in windows.columns:
-        raise InputError(f"store windows lack column {unit!r}", path=store / "windows.tsv")
+        raise InputError(f"store windows lack column {unit!r}", path=store.path / "windows.tsv")
     codes, uniques = pd.factorize(windows[unit].astype(str))
     base_w = window_base_weights(windows, [unit])  # overlapping windows: each base once
-    d = int(manifest["d_model"])
-    sums = np.zeros((len(uniques), d))
+    sums = np.zeros((len(uniques), store.d_model))
     counts = np.zeros(len(uniques))
-    for shard in manifest["shards"]:
-        path = store / shard["file"]
-        try:
-            tensors = load_file(str(path))
-            acts = tensors["acts"].astype(np.float32)
-        except (TypeError, ValueError):  # bfloat16 is not a numpy dtype: go through torch
-            from safetensors.torch import load_file as load_torch
-
-            tt = load_torch(str(path))
-            tensors = {k: v.float().numpy() if v.is_floating_point() else v.numpy() for k, v in tt.items()}
-            acts = tensors["acts"]
-        keep = np.ones(len(acts), dtype=bool)
-        if exclude_special and "is_special" in tensors:
-            keep &= ~tensors["is_special"].astype(bool)
-        win = tensors["window_index"].astype(np.int64)[keep]
+    for shard in store.iter_shards(columns=["acts", "window_index", "is_special"]):
+        keep = ~shard["is_special"].astype(bool) if exclude_special else np.ones(len(shard["acts"]), bool)
+        win = shard["window_index"].astype(np.int64)[keep]
         u, w = codes[win], base_w[win]
-        ind = sp.csr_matrix((w, (u, np.arange(u.size))), shape=(len(uniques), u.size))
-        sums += ind @ acts[keep].astype(np.float64)
+        sums += segment_sum(shard["acts"][keep].astype(np.float64), u, len(uniques), weights=w)
         counts += np.bincount(u, weights=w, minlength=len(uniques))
     return pd.DataFrame(sums / np.maximum(counts, 1)[:, None], index=pd.Index(uniques, name=unit))
 
@@ -166,7 +148,7 @@ def kmer_baseline(
     kad = kmer_profiles(sequences, obs, k)
     table = rank_features(test_features(kad, layer="mean", condition=condition, case=case,
                                         control=control, covariates=covariates))
-    is_case, is_ctrl = case_control_masks(kad.obs, condition, case, control)
+    is_case, is_ctrl = case_control_masks(kad.obs, case, control, condition=condition)
     sel = is_case | is_ctrl
     clf = cv_classifier(kad.layers["mean"][sel], is_case[sel], folds, penalty="l1",
                         feature_names=list(kad.var_names), seed=seed)

@@ -13,13 +13,13 @@ import pandas as pd
 from scipy import stats as sst
 
 from genosae.biomarkers.stats import (
-    bh,
     case_control_masks,
     layer_matrix,
     mwu_exact_columns,
     mwu_exact_pvalues,
 )
 from genosae.errors import InputError
+from genosae.multitest import benjamini_hochberg
 
 Penalty = Literal["l1", "l2"]
 
@@ -187,7 +187,7 @@ def permutation_null(
     if n_permutations < 1:
         raise InputError("n_permutations must be ≥ 1", record="biomarkers.permutations")
     x = layer_matrix(adata, layer)
-    is_case, is_ctrl = case_control_masks(adata.obs, condition, case, control)
+    is_case, is_ctrl = case_control_masks(adata.obs, case, control, condition=condition)
     sel = is_case | is_ctrl
     x, lab = x[sel], is_case[sel]
     n, n1 = len(lab), int(lab.sum())
@@ -214,7 +214,7 @@ def permutation_null(
         stat_perm = np.abs(u_perm - half)
         n_ge += (stat_perm >= stat_obs[None, :] - eps).sum(axis=0)
         max_perm[lo:lo + k] = stat_perm.max(axis=1)
-        q_perm = bh(p_perm, axis=1, tested=tested[None, :])
+        q_perm = benjamini_hochberg(p_perm, axis=1, tested=tested[None, :], nan="one")
         rejections[lo:lo + k] = (q_perm <= alpha).sum(axis=1)
     emp = (1 + n_ge) / (n_permutations + 1)
     emp_max = (1 + (max_perm[:, None] >= stat_obs[None, :] - eps).sum(axis=0)) / (n_permutations + 1)

@@ -17,10 +17,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sst
 
-from genosae.biomarkers.profiles import REFERENCE_SAMPLE, LocusProfiles
-from genosae.biomarkers.stats import bh, mann_whitney
+from genosae.biomarkers.profiles import LocusProfiles
+from genosae.biomarkers.stats import case_control_masks, mann_whitney
 from genosae.errors import InputError
-from genosae.genome.reference import Reference
+from genosae.genome.reference import Reference, complement_codes, decode_bases, encode_bases
+from genosae.genome.windows import REFERENCE_SAMPLE
+from genosae.multitest import benjamini_hochberg
 
 if TYPE_CHECKING:
     from genosae.features.activations import Encoder
@@ -30,8 +32,6 @@ LOCUS_TEST_COLUMNS = (
     "feature", "region_id", "mean_case", "mean_control", "delta", "ref_delta_case",
     "ref_delta_control", "auroc", "p", "q",
 )
-_COMPLEMENT = np.frombuffer(b"TGCA", dtype=np.uint8)
-_ACGT = np.frombuffer(b"ACGT", dtype=np.uint8)
 
 
 def test_loci(
@@ -60,15 +60,12 @@ def test_loci(
     Long table, columns :data:`LOCUS_TEST_COLUMNS`: group means of the locus mean activation,
     ``delta`` = their difference, ``ref_delta_*`` = group means of (sample − reference) at the
     locus, ``auroc`` = U/(n_case·n_control), ``p``, and ``q`` (BH over all pairs whose values
-    are not all equal; constant pairs get ``p = q = 1``, see :func:`~genosae.biomarkers.stats.bh`). Loci a
+    are not all equal; constant pairs get ``p = q = 1``, see :func:`~genosae.multitest.benjamini_hochberg`). Loci a
     sample lacks count as missing for that sample (then every pair uses the asymptotic method;
     otherwise each pair gets the method scipy's ``"auto"`` picks for it alone, see
     :func:`~genosae.biomarkers.stats.mann_whitney`).
     """
-    is_case, is_ctrl = loci.conditions == case, loci.conditions == control
-    if is_case.sum() < 2 or is_ctrl.sum() < 2:
-        raise InputError(f"locus tests need ≥ 2 samples per group; have {int(is_case.sum())} "
-                         f"{case!r} and {int(is_ctrl.sum())} {control!r}", record="condition")
+    is_case, is_ctrl = case_control_masks(loci.conditions, case, control, units="samples")
     names = pd.Index(loci.features)
     cols = np.arange(len(names)) if features is None else names.get_indexer([str(f) for f in features])
     if (cols < 0).any():
@@ -108,16 +105,12 @@ def test_loci(
             "tested": ~const.T.ravel(),
         }))
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=LOCUS_TEST_COLUMNS)
-    out["q"] = bh(out["p"].to_numpy(), tested=out["tested"].to_numpy()) if len(out) else []
+    out["q"] = (benjamini_hochberg(out["p"].to_numpy(), tested=out["tested"].to_numpy(), nan="one")
+                if len(out) else [])
     return out.reindex(columns=list(LOCUS_TEST_COLUMNS))
 
 
 test_loci.__test__ = False  # not a pytest test when imported into a test module
-
-
-def _as_codes(sequences: Sequence[str]) -> np.ndarray:
-    """Equal-length sequences as a ``[n, L]`` uint8 array (upper case)."""
-    return np.frombuffer("".join(sequences).upper().encode(), dtype=np.uint8).reshape(len(sequences), -1)
 
 
 VARIANT_COLUMNS = (
@@ -171,7 +164,7 @@ def _carrier_table(calls: pd.DataFrame | None, case: str, control: str, n_case: 
     out["freq_diff"] = out["freq_case"] - out["freq_control"]
     out["p"] = carrier_fisher_p(out["carriers_case"].to_numpy(), out["carriers_control"].to_numpy(),
                                 n_case, n_ctrl)
-    out["q"] = bh(out["p"].to_numpy())
+    out["q"] = benjamini_hochberg(out["p"].to_numpy(), nan="one")
     out["case_enriched"] = (out["freq_diff"] > 0) & (out["q"] <= alpha)
     return out.sort_values(["region_id", "freq_diff", "pos"], ascending=[True, False, True],
                            ignore_index=True)[list(VARIANT_COLUMNS)]
@@ -220,22 +213,23 @@ def locus_variants(
     same = merged["seq_len"] == merged["seq_len_ref"]
     calls = []
     for _, grp in merged[same].groupby("seq_len"):  # one vectorised block per window length
-        a, b = _as_codes(grp["sequence"].astype(str).tolist()), _as_codes(grp["sequence_ref"].tolist())
-        rows, offs = np.nonzero((a != b) & np.isin(a, _ACGT) & np.isin(b, _ACGT))
+        shape = (len(grp), -1)  # equal-length sequences: one [n, L] block of base codes
+        a = encode_bases("".join(grp["sequence"].astype(str))).reshape(shape)
+        b = encode_bases("".join(grp["sequence_ref"].astype(str))).reshape(shape)
+        rows, offs = np.nonzero((a != b) & (a < 4) & (b < 4))
         minus = (grp["strand"].astype(str).to_numpy() == "-") if "strand" in grp else np.zeros(len(grp), bool)
         alt, refb = a[rows, offs], b[rows, offs]
         m = minus[rows]
         # '-' windows hold the reverse complement: map the offset and bases back to the + strand
         pos0 = np.where(m, grp["end"].to_numpy()[rows] - 1 - offs, grp["start"].to_numpy()[rows] + offs)
-        comp = np.searchsorted(_ACGT, alt), np.searchsorted(_ACGT, refb)
-        alt = np.where(m, _COMPLEMENT[comp[0]], alt)
-        refb = np.where(m, _COMPLEMENT[comp[1]], refb)
+        alt = np.where(m, complement_codes(alt), alt)
+        refb = np.where(m, complement_codes(refb), refb)
         calls.append(pd.DataFrame({
             "sample_id": grp["sample_id"].to_numpy()[rows],
             "condition": grp[cond_col].astype(str).to_numpy()[rows],
             "region_id": grp["region_id"].astype(str).to_numpy()[rows],
             "chrom": grp["chrom"].astype(str).to_numpy()[rows], "pos": pos0 + 1,
-            "ref": refb.view("S1").astype(str), "alt": alt.view("S1").astype(str),
+            "ref": decode_bases(refb), "alt": decode_bases(alt),
         }))
     out = _carrier_table(pd.concat(calls, ignore_index=True) if calls else None, case, control,
                          n_case, n_ctrl, alpha)

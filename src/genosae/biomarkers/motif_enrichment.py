@@ -27,8 +27,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sst
 
-from genosae.biomarkers.stats import bh, case_control_masks
+from genosae.biomarkers.stats import case_control_masks
 from genosae.errors import InputError
+from genosae.multitest import benjamini_hochberg
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ def known_motif_enrichment(
     if obs[condition].isna().any():
         raise InputError("some units have no condition; obs must cover every unit of the motif counts",
                          record=condition)
-    is_case, is_ctrl = case_control_masks(obs, condition, case, control)
+    is_case, is_ctrl = case_control_masks(obs, case, control, condition=condition)
     cov_cols = [c for c in covariates if c in obs.columns]
     cov_all = obs[cov_cols].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64) if cov_cols \
         else np.zeros((len(obs), 0))
@@ -169,12 +170,12 @@ def known_motif_enrichment(
                          "case" if a[j] / n1 > c[j] / n0 else ("control" if a[j] / n1 < c[j] / n0 else "none")))
     cols = [c for c in ENRICHMENT_COLUMNS if c not in ("fisher_q", "logit_q")]
     out = pd.DataFrame(rows, columns=cols)
-    out["fisher_q"] = bh(out["fisher_p"].to_numpy()) if len(out) else []
+    out["fisher_q"] = benjamini_hochberg(out["fisher_p"].to_numpy()) if len(out) else []
     lp = out["logit_p"].to_numpy(np.float64)
     q = np.full(len(out), np.nan)
     ok = np.isfinite(lp)
     if ok.any():
-        q[ok] = bh(lp[ok])
+        q[ok] = benjamini_hochberg(lp[ok])
     out["logit_q"] = q
     out = out.sort_values(["fisher_p", "motif_id", "group"], kind="stable").reset_index(drop=True)
     return out[list(ENRICHMENT_COLUMNS)]

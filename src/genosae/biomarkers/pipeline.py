@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anndata as ad
+import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
@@ -19,7 +20,13 @@ from genosae.biomarkers.baselines import (
     linear_probe,
     unit_sequences,
 )
-from genosae.biomarkers.calibration import PermutationResult, cv_classifier, permutation_null
+from genosae.biomarkers.calibration import (
+    ClassifierResult,
+    PermutationResult,
+    cv_classifier,
+    permutation_null,
+)
+from genosae.biomarkers.inputs import BiomarkerInputs
 from genosae.biomarkers.loci import (
     locus_peaks,
     locus_summary,
@@ -28,7 +35,6 @@ from genosae.biomarkers.loci import (
     variant_labels,
 )
 from genosae.biomarkers.profiles import (
-    REFERENCE_SAMPLE,
     LocusProfiles,
     as_window_acts,
     locus_profiles,
@@ -38,6 +44,8 @@ from genosae.biomarkers.profiles import (
 from genosae.biomarkers.stats import case_control_masks, test_features
 from genosae.biomarkers.tables import add_peaks, biomarker_loci, biomarker_table
 from genosae.features.activations import WindowActs
+from genosae.genome.designs import CohortDesign, Design, as_design
+from genosae.genome.windows import REFERENCE_SAMPLE
 
 if TYPE_CHECKING:
     from genosae.features.activations import Encoder
@@ -70,7 +78,7 @@ def run_biomarkers(
     tokens: pd.DataFrame | None,
     windows: pd.DataFrame,
     *,
-    design: dict[str, Any],
+    design: Design | Mapping[str, Any],
     params: dict[str, Any],
     feature_names: Sequence[str] | None = None,
     catalog: pd.DataFrame | None = None,
@@ -85,7 +93,8 @@ def run_biomarkers(
     n_loci: int = 10,
     n_loci_features: int = 50,
 ) -> BiomarkerRun:
-    """Run the whole biomarker step in memory.
+    """Run the whole biomarker step in memory: the units' profiles and tests (every design), then
+    the loci of the design's kind, then the tables.
 
     Parameters
     ----------
@@ -94,7 +103,8 @@ def run_biomarkers(
         codes with their token table (``FeatureActs.codes``, ``.tokens``), and the windows table
         they index.
     design
-        The design's config section (``kind``, ``case_label``, ``control_label``).
+        A typed :class:`~genosae.genome.designs.Design` (or its config section, typed here once):
+        its ``unit`` (regions, or a cohort's samples) and ``case_label`` / ``control_label``.
     params
         The ``biomarkers`` config section (``permutations``, ``alpha``, ``kmer_k``, ``cv_folds``,
         ``covariates``); covariates absent from the units' ``obs`` are skipped with a warning.
@@ -113,19 +123,68 @@ def run_biomarkers(
         Cohorts: the SAE and the design's activation store; when both are given the feature × locus
         rows gain base-pair peaks (:func:`~genosae.biomarkers.loci.locus_peaks`).
     """
-    case, control = design.get("case_label", "case"), design.get("control_label", "control")
-    unit = "sample_id" if design.get("kind") == "cohort" else "region_id"
+    design = as_design(design)
     if sequences is None and "sequence" in windows.columns:
         sequences = windows["sequence"].astype(str).tolist()
+    units = _test_units(acts, tokens, windows, design=design, params=params, feature_names=feature_names,
+                        catalog=catalog, obs=obs, sequences=sequences, embeddings=embeddings,
+                        config=config, seed=seed, n_features=n_loci_features)
+    if isinstance(design, CohortDesign) and "region_id" in windows.columns:
+        loci = _cohort_loci(units, windows, design, variants=variants, sae=sae, store=store, n_loci=n_loci)
+    else:
+        loci = _unit_loci(units, design, n_loci=n_loci)
+    return _assemble(units, loci, design, catalog)
+
+
+@dataclass
+class _UnitTests:
+    """What every design computes on its units: profiles, per-feature tests, calibration, baselines."""
+
+    wa: WindowActs
+    feature_names: list[str]
+    adata: ad.AnnData
+    stats: pd.DataFrame
+    permutation: PermutationResult | None
+    classifier: ClassifierResult
+    baselines: pd.DataFrame
+    kmer_tables: dict[str, pd.DataFrame]
+    is_case: np.ndarray
+    is_ctrl: np.ndarray
+    covariates: list[str]
+    skipped: list[str]
+    alpha: float
+    motif_q_max: float
+    top: pd.DataFrame
+
+
+@dataclass
+class _Loci:
+    """Where the top features change: per-unit loci, or a cohort's feature × locus tests."""
+
+    loci: pd.DataFrame
+    stats: pd.DataFrame
+    profiles: LocusProfiles | None = None
+    tests: pd.DataFrame | None = None
+    table: pd.DataFrame | None = None
+    variants: pd.DataFrame | None = None
+
+
+def _test_units(acts: WindowActs | sp.spmatrix, tokens: pd.DataFrame | None, windows: pd.DataFrame, *,
+                design: Design, params: dict[str, Any], feature_names: Sequence[str] | None,
+                catalog: pd.DataFrame | None, obs: pd.DataFrame | None, sequences: Sequence[str] | None,
+                embeddings: pd.DataFrame | None, config: dict[str, Any] | None, seed: int,
+                n_features: int) -> _UnitTests:
+    """Profiles of the design's units → feature tests → permutation null → classifier → baselines."""
+    case, control, unit = design.case_label, design.control_label, design.unit
     wa = as_window_acts(acts, tokens, windows, feature_names, 0.0)
-    feature_names = list(feature_names) if feature_names is not None else wa.feature_names
+    names = list(feature_names) if feature_names is not None else wa.feature_names
     # a catalogue without null-controlled motif names (motif_label / motif_name): its Tomtom q must
     # pass features.motif_q (else features.fdr)
     fcfg = (config or {}).get("features") or {}
     motif_q_max = float(fcfg.get("motif_q", fcfg.get("fdr", 0.05)))
     adata = region_profiles(wa, None, windows, unit=unit, obs=obs, catalog=catalog,
                             sequences=sequences if unit == "region_id" else None, config=config,
-                            feature_names=feature_names, motif_q_max=motif_q_max)
+                            feature_names=names, motif_q_max=motif_q_max)
     # the reference haplotype is a baseline for per-locus deltas, not a unit of the comparison
     adata = adata[adata.obs_names != REFERENCE_SAMPLE].copy()
     covs = [c for c in params.get("covariates", []) if c in adata.obs.columns]
@@ -137,7 +196,7 @@ def run_biomarkers(
     n_perm = int(params.get("permutations", 200))
     perm = (permutation_null(adata, case=case, control=control, n_permutations=n_perm, alpha=alpha,
                              seed=seed) if n_perm > 0 else None)
-    is_case, is_ctrl = case_control_masks(adata.obs, "condition", case, control)
+    is_case, is_ctrl = case_control_masks(adata.obs, case, control)
     sel = is_case | is_ctrl
     folds = int(params.get("cv_folds", 5))
     clf = cv_classifier(adata.layers["mean"][sel], is_case[sel], folds, penalty="l1",
@@ -153,65 +212,112 @@ def run_biomarkers(
         if emb.isna().any().any():
             log.warning("embeddings missing for some units; linear probe skipped")
         else:
-            results["linear_probe_l2"] = {"classifier": linear_probe(emb, is_case[sel], folds=folds,
-                                                                     penalty="l2", seed=seed)}
-            results["linear_probe_l1"] = {"classifier": linear_probe(emb, is_case[sel], folds=folds,
-                                                                     penalty="l1", seed=seed)}
-    baselines = compare_methods(results, alpha)
-    ranked = biomarker_table(stats)
-    top = ranked.head(n_loci_features)
-    lp, tests, locus_table = None, None, None
-    if unit == "sample_id" and "region_id" in windows.columns:
-        cond = windows["sample_id"].astype(str).map(adata.obs["condition"].astype(str))
-        lp = locus_profiles(wa, None, windows.assign(condition=cond), feature_names=feature_names)
-        names = None
-        if "name" in windows.columns:
-            first = windows.drop_duplicates("region_id")
-            names = first.set_index(first["region_id"].astype(str))["name"]
-        tests = test_loci(lp, case=case, control=control)
-        if variants is None and "sequence" in windows.columns and \
-                (windows["sample_id"] == REFERENCE_SAMPLE).any():
-            variants = locus_variants(windows.assign(condition=cond), case=case, control=control,
-                                      alpha=alpha)
-        if variants is not None and "q" in variants.columns:  # enrichment at this run's alpha
-            variants = variants.assign(case_enriched=(variants["freq_diff"] > 0)
-                                       & (variants["q"] <= alpha))
-        labels = variant_labels(variants) if variants is not None else None
-        loci = biomarker_loci(top["feature"], top["direction"], loci=lp, locus_tests=tests,
-                              variants=labels, case=case, control=control, n_loci=n_loci,
-                              region_names=names)
-        if sae is not None and store is not None:
-            peaks = locus_peaks(sae, store, windows.assign(condition=cond), loci[["feature", "region_id"]],
-                                case=case, control=control)
-            loci = add_peaks(loci, peaks, variants)
-        locus_table = locus_summary(tests, lp.regions, alpha=alpha, names=names, variants=labels)
-        stats = stats.merge(tests.assign(sig=tests["q"] <= alpha).groupby("feature")["sig"].sum()
-                            .rename("n_sig_loci").reset_index(), on="feature", how="left")
-    else:
-        loci = biomarker_loci(top["feature"], top["direction"], adata=adata, case=case,
-                              control=control, n_loci=n_loci)
-    table = biomarker_table(stats, permutation=perm, catalog=catalog, loci=loci,
-                            motif_q_max=motif_q_max)
+            for penalty in ("l2", "l1"):
+                results[f"linear_probe_{penalty}"] = {"classifier": linear_probe(
+                    emb, is_case[sel], folds=folds, penalty=penalty, seed=seed)}
+    return _UnitTests(wa=wa, feature_names=names, adata=adata, stats=stats, permutation=perm,
+                      classifier=clf, baselines=compare_methods(results, alpha),
+                      kmer_tables={f"{k}_table": r["table"] for k, r in results.items()
+                                   if k.startswith("kmer") and "table" in r},
+                      is_case=is_case, is_ctrl=is_ctrl, covariates=covs, skipped=skipped, alpha=alpha,
+                      motif_q_max=motif_q_max, top=biomarker_table(stats).head(n_features))
+
+
+def _unit_loci(units: _UnitTests, design: Design, *, n_loci: int) -> _Loci:
+    """Region and sequence designs: each top feature's strongest case units are its loci."""
+    top = units.top
+    return _Loci(loci=biomarker_loci(top["feature"], top["direction"], adata=units.adata,
+                                     case=design.case_label, control=design.control_label, n_loci=n_loci),
+                 stats=units.stats)
+
+
+def _cohort_loci(units: _UnitTests, windows: pd.DataFrame, design: CohortDesign, *,
+                 variants: pd.DataFrame | None, sae: Encoder | None, store: ActivationStore | None,
+                 n_loci: int) -> _Loci:
+    """Cohorts: every feature tested at every locus across samples, the variants behind each locus
+    and, with ``sae`` and ``store``, the base pair where cases and controls differ most."""
+    case, control, alpha = design.case_label, design.control_label, units.alpha
+    cond = windows["sample_id"].astype(str).map(units.adata.obs["condition"].astype(str))
+    lp = locus_profiles(units.wa, None, windows.assign(condition=cond), feature_names=units.feature_names)
+    names = None
+    if "name" in windows.columns:
+        first = windows.drop_duplicates("region_id")
+        names = first.set_index(first["region_id"].astype(str))["name"]
+    tests = test_loci(lp, case=case, control=control)
+    if variants is None and "sequence" in windows.columns and (windows["sample_id"] == REFERENCE_SAMPLE).any():
+        variants = locus_variants(windows.assign(condition=cond), case=case, control=control, alpha=alpha)
+    if variants is not None and "q" in variants.columns:  # enrichment at this run's alpha
+        variants = variants.assign(case_enriched=(variants["freq_diff"] > 0) & (variants["q"] <= alpha))
+    labels = variant_labels(variants) if variants is not None else None
+    top = units.top
+    loci = biomarker_loci(top["feature"], top["direction"], loci=lp, locus_tests=tests, variants=labels,
+                          case=case, control=control, n_loci=n_loci, region_names=names)
+    if sae is not None and store is not None:
+        peaks = locus_peaks(sae, store, windows.assign(condition=cond), loci[["feature", "region_id"]],
+                            case=case, control=control)
+        loci = add_peaks(loci, peaks, variants)
+    n_sig = tests.assign(sig=tests["q"] <= alpha).groupby("feature")["sig"].sum().rename("n_sig_loci")
+    return _Loci(loci=loci, stats=units.stats.merge(n_sig.reset_index(), on="feature", how="left"),
+                 profiles=lp, tests=tests, variants=variants,
+                 table=locus_summary(tests, lp.regions, alpha=alpha, names=names, variants=labels))
+
+
+def _assemble(units: _UnitTests, loci: _Loci, design: Design, catalog: pd.DataFrame | None) -> BiomarkerRun:
+    """The ranked biomarker table and the design summary of a run."""
+    stats, alpha = loci.stats, units.alpha
+    table = biomarker_table(stats, permutation=units.permutation, catalog=catalog, loci=loci.loci,
+                            motif_q_max=units.motif_q_max)
     summary = {
-        "design": design.get("name", ""), "kind": design.get("kind"), "unit": unit,
-        "case_label": case, "control_label": control, "n_case": int(is_case.sum()),
-        "n_control": int(is_ctrl.sum()), "n_features": int(adata.n_vars),
-        "covariates_used": covs, "covariates_skipped": skipped, "alpha": alpha,
+        "design": design.name, "kind": design.kind, "unit": design.unit,
+        "case_label": design.case_label, "control_label": design.control_label,
+        "n_case": int(units.is_case.sum()), "n_control": int(units.is_ctrl.sum()),
+        "n_features": int(units.adata.n_vars), "covariates_used": units.covariates,
+        "covariates_skipped": units.skipped, "alpha": alpha,
         "n_significant": int((stats["q"] <= alpha).sum()),
         "n_significant_adjusted": int((stats["q_adjusted"] <= alpha).sum()),
     }
-    if tests is not None:
-        summary["n_locus_tests"] = len(tests)
-        summary["n_significant_locus_tests"] = int((tests["q"] <= alpha).sum())
-        summary["n_loci_with_signal"] = int((locus_table["n_sig_features"] > 0).sum())
+    if loci.tests is not None:
+        summary["n_locus_tests"] = len(loci.tests)
+        summary["n_significant_locus_tests"] = int((loci.tests["q"] <= alpha).sum())
+        summary["n_loci_with_signal"] = int((loci.table["n_sig_features"] > 0).sum())
+    adata = units.adata
     adata.uns["genosae"]["design_summary"] = {k: v for k, v in summary.items() if v is not None
                                               and not isinstance(v, list)}
-    return BiomarkerRun(adata=adata, stats=stats, biomarkers=table, loci=loci, permutation=perm,
-                        classifier=clf.to_dict(), baselines=baselines, design_summary=summary,
-                        locus_profiles=lp, locus_tests=tests, locus_table=locus_table,
-                        variants=variants,
-                        extra={f"{name}_table": r["table"] for name, r in results.items()
-                               if name.startswith("kmer") and "table" in r})
+    return BiomarkerRun(adata=adata, stats=stats, biomarkers=table, loci=loci.loci,
+                        permutation=units.permutation, classifier=units.classifier.to_dict(),
+                        baselines=units.baselines, design_summary=summary, locus_profiles=loci.profiles,
+                        locus_tests=loci.tests, locus_table=loci.table, variants=loci.variants,
+                        extra=units.kmer_tables)
+
+
+def design_profiles(inputs: BiomarkerInputs) -> ad.AnnData:
+    """Per-unit profiles of loaded inputs (``genosae profiles``): regions, or samples of a cohort."""
+    return region_profiles(inputs.acts, inputs.tokens, inputs.windows, unit=inputs.design.unit,
+                           obs=inputs.obs, catalog=inputs.catalog, sequences=inputs.sequences,
+                           config=inputs.config, feature_names=inputs.feature_names)
+
+
+def run_design(inputs: BiomarkerInputs, *, store: str | Path | None = None,
+               sae: str | Path | None = None) -> BiomarkerRun:
+    """The biomarker run of loaded inputs (``genosae biomarkers``).
+
+    ``store`` (the design's activation store) adds the linear-probe baseline on mean embeddings;
+    with ``sae`` too, cohort loci gain base-pair peaks.
+    """
+    from genosae.biomarkers.baselines import mean_embeddings
+
+    emb = mean_embeddings(store, inputs.design.unit) if store else None
+    sae_obj = store_obj = None
+    if sae and store and isinstance(inputs.design, CohortDesign):
+        from genosae.model.store import ActivationStore
+        from genosae.sae.io import load_sae
+
+        sae_obj, store_obj = load_sae(sae), ActivationStore(store)
+    return run_biomarkers(inputs.acts, inputs.tokens, inputs.windows, design=inputs.design,
+                          params=inputs.config["biomarkers"], feature_names=inputs.feature_names,
+                          catalog=inputs.catalog, obs=inputs.obs, sequences=inputs.sequences,
+                          embeddings=emb, variants=inputs.variants, sae=sae_obj, store=store_obj,
+                          config=inputs.config, seed=inputs.config.get("seed", 0))
 
 
 def write_run(run: BiomarkerRun, out_dir: str | Path) -> dict[str, Path]:

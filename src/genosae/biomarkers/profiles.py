@@ -29,7 +29,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 import anndata as ad
 import numpy as np
@@ -38,12 +38,12 @@ import scipy.sparse as sp
 
 from genosae._io import atomic_path
 from genosae.errors import InputError
-from genosae.features.activations import WindowActs
+from genosae.features.activations import WindowActs, segment_max, segment_sum
+from genosae.genome.designs import Unit
+from genosae.genome.windows import REFERENCE_SAMPLE
 
 log = logging.getLogger(__name__)
 
-Unit = Literal["region_id", "sample_id"]
-REFERENCE_SAMPLE = "__reference__"
 
 
 def versions() -> dict[str, str]:
@@ -148,17 +148,12 @@ def _aggregate(
     count, so a unit's mean counts every base once; the token count returned is unweighted.
     """
     w = np.ones(win_unit.size) if weights is None else np.asarray(weights, dtype=np.float64)
-    ind = sp.csr_matrix((w, (win_unit, np.arange(win_unit.size))), shape=(n_units, win_unit.size))
-    wcounts = np.asarray(ind @ acts.n_tokens.astype(np.float64)).ravel()
+    wcounts = segment_sum(acts.n_tokens.astype(np.float64), win_unit, n_units, weights=w)
     denom = np.where(wcounts > 0, wcounts, 1.0)[:, None]
-    mean = np.asarray(ind @ acts.sum.astype(np.float64)) / denom
-    frac = np.asarray(ind @ acts.n_active.astype(np.float64)) / denom
-    counts = np.bincount(win_unit, weights=acts.n_tokens.astype(np.float64), minlength=n_units)
-    order = np.argsort(win_unit, kind="stable")
-    starts = np.flatnonzero(np.r_[True, win_unit[order][1:] != win_unit[order][:-1]])
-    mx = np.zeros((n_units, acts.max.shape[1]), dtype=np.float32)
-    if order.size:
-        mx[win_unit[order][starts]] = np.maximum.reduceat(acts.max[order], starts, axis=0)
+    mean = segment_sum(acts.sum.astype(np.float64), win_unit, n_units, weights=w) / denom
+    frac = segment_sum(acts.n_active.astype(np.float64), win_unit, n_units, weights=w) / denom
+    counts = segment_sum(acts.n_tokens.astype(np.int64), win_unit, n_units)
+    mx = segment_max(acts.max, win_unit, n_units).astype(np.float32)
     return (mean.astype(np.float32), mx, frac.astype(np.float32), counts.astype(np.int64))
 
 

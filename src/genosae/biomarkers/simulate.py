@@ -33,7 +33,9 @@ import scipy.sparse as sp
 
 from genosae._io import atomic_path, write_table
 from genosae.errors import InputError
+from genosae.genome.genes import promoters
 from genosae.genome.reference import reverse_complement
+from genosae.genome.windows import REFERENCE_SAMPLE
 
 log = logging.getLogger(__name__)
 
@@ -97,24 +99,47 @@ class SimulatedCohort:
 
 def candidate_promoters(annotation: pd.DataFrame, chrom_sizes: dict[str, int],
                         upstream: int = 500) -> pd.DataFrame:
-    """Full-length, non-overlapping promoters ``[TSS - upstream, TSS)`` (strand-aware) of genes."""
-    genes = annotation[annotation["feature"] == "gene"].copy()
-    genes = genes[genes["chrom"].isin(list(chrom_sizes))]
-    plus = genes["strand"] != "-"
-    start = np.where(plus, genes["start"] - upstream, genes["end"])
-    end = start + upstream
-    size = genes["chrom"].map(chrom_sizes).to_numpy()
-    prom = pd.DataFrame({
-        "chrom": genes["chrom"].to_numpy(), "start": start, "end": end,
-        "strand": np.where(plus, "+", "-"), "gene_id": genes["gene_id"].astype(str).to_numpy(),
-        "name": genes["name"].astype(str).to_numpy(),
-    })
-    prom = prom[(prom["start"] >= 0) & (prom["end"] <= size)]
+    """Full-length, non-overlapping promoters ``[TSS - upstream, TSS)`` of coding genes.
+
+    The promoters of :func:`genosae.genome.genes.promoters` (the TSS rule of the concept masks and
+    the region designs) on the chromosomes of ``chrom_sizes``, keeping those not cut by a
+    chromosome end and overlapping no other. Columns ``chrom, start, end, strand, gene_id, name``.
+    """
+    ann = annotation[annotation["chrom"].isin(list(chrom_sizes))]
+    prom = promoters(ann, upstream=upstream, downstream=0, chrom_sizes=chrom_sizes)
+    prom = prom[prom["end"] - prom["start"] == upstream]
+    prom = prom.rename(columns={"region_id": "gene_id", "gene": "name"}).astype({"gene_id": str, "name": str})
+    prom = prom[["chrom", "start", "end", "strand", "gene_id", "name"]]
     prom = prom.drop_duplicates("gene_id").sort_values(["chrom", "start"]).reset_index(drop=True)
     prev_end = prom.groupby("chrom")["end"].shift(1).fillna(-1).to_numpy()
     next_start = prom.groupby("chrom")["start"].shift(-1).fillna(np.inf).to_numpy()
     alone = (prom["start"].to_numpy() >= prev_end) & (prom["end"].to_numpy() <= next_start)
     return prom[alone].reset_index(drop=True)
+
+
+def simulate_design(config: dict, design: str, out_dir: str | Path, *, fasta: str | Path | None = None,
+                    annotation: str | Path | None = None, reference_dir: str | Path | None = None,
+                    mode: Mode = "vcf") -> SimulatedCohort:
+    """:func:`simulate_cohort` with the ``simulate`` section of the cohort design ``design``.
+
+    The reference is :func:`genosae.genome.reference.reference_files` of ``fasta``,
+    ``annotation``, ``reference_dir`` and the config; promoters are ``concepts.promoter_upstream``
+    long and the seed is the config's.
+    """
+    from genosae.genome.designs import CohortDesign, design_from_config
+    from genosae.genome.reference import reference_files
+
+    d = design_from_config(config, design)
+    sim = d.simulate if isinstance(d, CohortDesign) else None
+    if not sim:
+        raise InputError(f"design has no 'simulate' section (a {d.kind} design)", record=d.key("simulate"))
+    fa, ann = reference_files(config, fasta=fasta, annotation=annotation, reference_dir=reference_dir).require()
+    return simulate_cohort(
+        fa, ann, out_dir, n_cases=sim["n_cases"], n_controls=sim["n_controls"], n_genes=sim["n_genes"],
+        motif=sim["motif"], fraction_cases=sim["fraction_cases"],
+        background_snv_rate=sim["background_snv_rate"], seed=config.get("seed", 0),
+        promoter_upstream=config["concepts"]["promoter_upstream"], mode=mode,
+        case_label=d.case_label, control_label=d.control_label)
 
 
 def _gt(rng: np.random.Generator, n: int, ploidy: int) -> np.ndarray:
@@ -171,8 +196,8 @@ def simulate_cohort(
     prom = candidate_promoters(ann, sizes, promoter_upstream)
     n_regions = n_genes * regions_per_gene
     if len(prom) < n_regions:
-        raise InputError(f"only {len(prom)} usable promoters for {n_regions} regions; lower n_genes",
-                         path=annotation)
+        raise InputError(f"only {len(prom)} usable promoters (full-length, non-overlapping, of genes with "
+                         f"CDS rows) for {n_regions} regions; lower n_genes", path=annotation)
     chrom_order = {c: i for i, c in enumerate(ref.chrom_sizes)}
     chosen = prom.iloc[np.sort(rng.choice(len(prom), n_regions, replace=False))]
     chosen = chosen.sort_values(["chrom", "start"], key=lambda c: c.map(chrom_order) if c.name == "chrom"
@@ -354,7 +379,7 @@ def synthetic_activations(
     carriers = [str(x) for x in np.asarray(samples[:n_case])[
         np.sort(rng.choice(n_case, round(fraction_cases * n_case), replace=False))]]
     if reference:
-        samples.append("__reference__")
+        samples.append(REFERENCE_SAMPLE)
         cond.append("reference")
     regions = [f"R{i:02d}" for i in range(n_regions)]
     planted_regions = [regions[i] for i in np.sort(rng.choice(n_regions, n_planted, replace=False))]
@@ -368,7 +393,7 @@ def synthetic_activations(
     # __reference__ sample exactly the reference), so per-locus variant calls are meaningful
     acgt = np.frombuffer(b"ACGT", dtype=np.uint8)
     bases = acgt[rng.integers(0, 4, (n_regions, tokens_per_window))][r_idx]
-    snv = (rng.random(bases.shape) < 0.01) & (np.asarray(samples)[s_idx] != "__reference__")[:, None]
+    snv = (rng.random(bases.shape) < 0.01) & (np.asarray(samples)[s_idx] != REFERENCE_SAMPLE)[:, None]
     bases[snv] = acgt[(np.searchsorted(acgt, bases[snv]) + rng.integers(1, 4, int(snv.sum()))) % 4]
     m = np.frombuffer(motif.encode(), dtype=np.uint8)
     off = 10

@@ -13,6 +13,7 @@ import pandas as pd
 from scipy import stats as sst
 
 from genosae.errors import InputError
+from genosae.multitest import benjamini_hochberg
 
 log = logging.getLogger(__name__)
 
@@ -21,36 +22,6 @@ STAT_COLUMNS = (
     "u_stat", "p", "q", "welch_p", "welch_q", "coef_adjusted", "p_adjusted", "q_adjusted",
     "n_case", "n_control", "direction",
 )
-
-
-def bh(p: np.ndarray, axis: int = -1, tested: np.ndarray | None = None) -> np.ndarray:
-    """Benjamini-Hochberg q-values along ``axis``; NaN p-values are treated as 1.
-
-    ``tested`` (bool, broadcastable to ``p`` along ``axis``) excludes hypotheses from the family:
-    their q is 1 and they do not count in the number of tests. Used for units × features whose
-    values are all equal — they can never be significant, and dropping them is a label-independent
-    filter (Bourgon et al. 2010, PNAS), so FDR control holds while power grows.
-    """
-    p = np.where(np.isnan(p), 1.0, np.asarray(p, dtype=np.float64))
-    if p.size == 0:
-        return p
-    if tested is None:
-        return sst.false_discovery_control(p, axis=axis, method="bh")
-    tested = np.broadcast_to(np.asarray(tested, dtype=bool), p.shape)
-    p = np.moveaxis(p, axis, -1)
-    tested = np.moveaxis(tested, axis, -1)
-    q = np.ones_like(p)
-    first = tested.reshape(-1, tested.shape[-1])[:1]
-    if p.ndim > 1 and (tested.reshape(-1, tested.shape[-1]) == first).all():
-        m = first[0]  # the same family in every row (e.g. one row per permutation): one call
-        if m.any():
-            q[..., m] = sst.false_discovery_control(p[..., m], axis=-1, method="bh")
-        return np.moveaxis(q, -1, axis)
-    for idx in np.ndindex(p.shape[:-1]):  # one family per row (features, or one permutation)
-        m = tested[idx]
-        if m.any():
-            q[(*idx, m)] = sst.false_discovery_control(p[idx][m], method="bh")
-    return np.moveaxis(q, -1, axis)
 
 
 #: scipy's ``mannwhitneyu(method="auto")`` uses the exact null when a group has at most this many
@@ -134,18 +105,33 @@ def layer_matrix(adata: ad.AnnData, layer: str | None) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-def case_control_masks(obs: pd.DataFrame, condition: str, case: str, control: str
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean masks of case and control units; refuses groups smaller than two."""
-    if condition not in obs.columns:
-        raise InputError(f"profiles obs has no column {condition!r}; it must hold the case/control "
-                         "labels", record="condition")
-    labels = obs[condition].astype(str).to_numpy()
-    is_case, is_ctrl = labels == str(case), labels == str(control)
+def case_control_masks(labels: pd.DataFrame | Sequence[str] | np.ndarray, case: str, control: str, *,
+                       condition: str = "condition", units: str = "units") -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks of the case and the control units: the one place they are built.
+
+    Parameters
+    ----------
+    labels
+        A unit table with a ``condition`` column (profiles' ``obs``) or the labels themselves.
+    case, control
+        The two labels compared (compared as strings; other units are in neither mask).
+    units
+        What the units are, for the error message (``"samples"``, ...).
+
+    Raises :class:`~genosae.errors.InputError` when the column is missing or a group has fewer
+    than two units.
+    """
+    if isinstance(labels, pd.DataFrame):
+        if condition not in labels.columns:
+            raise InputError(f"profiles obs has no column {condition!r}; it must hold the case/control "
+                             "labels", record="condition")
+        labels = labels[condition]
+    text = np.asarray(labels).astype(str)
+    is_case, is_ctrl = text == str(case), text == str(control)
     for name, mask in ((case, is_case), (control, is_ctrl)):
         if mask.sum() < 2:
-            raise InputError(f"group {name!r} has {int(mask.sum())} units (need ≥ 2); labels "
-                             f"present: {sorted(set(labels))}", record=f"obs.{condition}")
+            raise InputError(f"group {name!r} has {int(mask.sum())} {units} (need ≥ 2); labels "
+                             f"present: {sorted(set(text))}", record=f"obs.{condition}")
     return is_case, is_ctrl
 
 
@@ -239,7 +225,7 @@ def test_features(
     counts as p = 1 in BH and its q is NaN.
     """
     x = layer_matrix(adata, layer)
-    is_case, is_ctrl = case_control_masks(adata.obs, condition, case, control)
+    is_case, is_ctrl = case_control_masks(adata.obs, case, control, condition=condition)
     xc, xk = x[is_case], x[is_ctrl]
     n1, n2 = len(xc), len(xk)
     mean_c, mean_k = xc.mean(axis=0), xk.mean(axis=0)
@@ -267,12 +253,12 @@ def test_features(
         "auroc": auroc,
         "u_stat": u_stat,
         "p": p,
-        "q": bh(p, tested=~const),
+        "q": benjamini_hochberg(p, tested=~const, nan="one"),
         "welch_p": welch_p,
-        "welch_q": bh(welch_p, tested=~const),
+        "welch_q": benjamini_hochberg(welch_p, tested=~const, nan="one"),
         "coef_adjusted": coef,
         "p_adjusted": p_adj,
-        "q_adjusted": bh(p_adj, tested=~const),
+        "q_adjusted": benjamini_hochberg(p_adj, tested=~const, nan="one"),
         "n_case": n1,
         "n_control": n2,
     })

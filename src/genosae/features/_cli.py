@@ -1,4 +1,5 @@
-"""``genosae features``: align an SAE's features to concepts and motifs, write the catalogue."""
+"""Features subcommands: ``features`` (align an SAE's features to concepts and motifs, write the
+catalogue), ``encode-features`` and ``window-acts`` (SAE activations of a store)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,22 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-logos", type=int, default=256,
                    help="logo PNGs for at most this many features (best concept F1 first; ~0.5 s each)")
     p.set_defaults(func=_features)
+
+    p = sub.add_parser("encode-features", help="SAE feature activations of every token of a store (sparse)")
+    p.add_argument("--store", required=True, help="activation store folder (genosae embed)")
+    p.add_argument("--sae", required=True,
+                   help="SAE: genosae or SAELens folder, or Goodfire .pt (checked against the store)")
+    p.add_argument("--out", required=True, help="output folder (codes.npz, tokens.parquet, meta.json)")
+    p.set_defaults(func=_encode_features)
+
+    p = sub.add_parser("window-acts", help="SAE feature sums/maxima/active counts per window of a store "
+                       "(streamed; what profiles and biomarkers need)")
+    p.add_argument("--store", required=True, help="activation store folder (genosae embed)")
+    p.add_argument("--sae", required=True,
+                   help="SAE: genosae or SAELens folder, or Goodfire .pt (checked against the store)")
+    p.add_argument("--threshold", type=float, default=0.0, help="activation counted as active above this")
+    p.add_argument("--out", required=True, help="output folder (window_acts.npz, meta.json)")
+    p.set_defaults(func=_window_acts)
 
 
 def _need(path: Path, what: str) -> Path:
@@ -89,4 +106,32 @@ def _features(args: argparse.Namespace) -> int:
     )
     for name, path in paths.items():
         print(f"{name}\t{path}")
+    return 0
+
+
+def _encode_features(args: argparse.Namespace) -> int:
+    from genosae.features.activations import feature_activations
+    from genosae.model.store import ActivationStore
+    from genosae.sae.external import expectations_from_store
+    from genosae.sae.io import load_sae
+
+    store = ActivationStore(args.store)
+    acts = feature_activations(load_sae(args.sae, **expectations_from_store(store)), store)
+    acts.save(args.out)
+    print(f"{acts.n_tokens} tokens x {acts.n_features} features, {acts.codes.nnz} nonzero -> {args.out}")
+    return 0
+
+
+def _window_acts(args: argparse.Namespace) -> int:
+    from genosae.features.activations import window_activations
+    from genosae.model.store import ActivationStore
+    from genosae.sae.external import expectations_from_store
+    from genosae.sae.io import load_sae
+
+    store = ActivationStore(args.store)
+    wa = window_activations(load_sae(args.sae, **expectations_from_store(store)), store, threshold=args.threshold)
+    wa.meta.update(sae=str(args.sae), store=str(args.store))
+    wa.save(args.out)
+    print(f"{wa.n_windows} windows x {len(wa.feature_names)} features "
+          f"({int(wa.n_tokens.sum())} tokens) -> {args.out}")
     return 0

@@ -36,6 +36,8 @@ __all__ = [
     "numpy_encoder",
     "random_direction_activations",
     "random_units",
+    "segment_max",
+    "segment_sum",
     "store_mean",
     "window_activations",
     "window_split",
@@ -471,25 +473,81 @@ def random_direction_activations(
 WINDOW_FORMAT = "genosae-window-acts/1"
 
 
-def _segment_aggregate(codes: sp.csr_matrix, segment: np.ndarray, n_segments: int, threshold: float
+def segment_sum(x: np.ndarray | sp.spmatrix, segment: np.ndarray, n_segments: int, *,
+                weights: np.ndarray | None = None) -> np.ndarray | sp.csr_matrix:
+    """Sum of the rows of ``x`` per segment (one sparse indicator product).
+
+    Parameters
+    ----------
+    x
+        ``[n_rows, ...]`` dense array or sparse matrix (e.g. token codes, per-window sums).
+    segment
+        Segment id of each row, ``0 .. n_segments - 1``.
+    n_segments
+        Number of segments (rows of the result; a segment without rows sums to 0).
+    weights
+        Weight of each row (default 1, in ``x``'s dtype; given weights compute in float64).
+
+    Returns
+    -------
+    ``[n_segments, ...]``: dense for dense ``x``, CSR for sparse ``x``.
+    """
+    segment = np.asarray(segment, dtype=np.int64)
+    w = np.ones(segment.size, dtype=x.dtype) if weights is None else np.asarray(weights, np.float64)
+    ind = sp.csr_matrix((w, (segment, np.arange(segment.size))), shape=(n_segments, segment.size))
+    out = ind @ x
+    return out.tocsr() if sp.issparse(out) else np.asarray(out)
+
+
+def segment_max(x: np.ndarray | sp.spmatrix, segment: np.ndarray, n_segments: int
+                ) -> np.ndarray | sp.csr_matrix:
+    """Maximum of the rows of non-negative ``x`` per segment: the one segmented maximum of genosae.
+
+    Rows are sorted by segment (sparse ``x``: its stored entries by segment × column) and reduced
+    with one ``np.maximum.reduceat``. A segment without rows (sparse: a segment × column without a
+    stored entry) is 0.
+
+    Parameters
+    ----------
+    x
+        ``[n_rows, n_columns]`` dense array or sparse matrix of non-negative values.
+    segment
+        Segment id of each row, ``0 .. n_segments - 1``.
+    n_segments
+        Number of segments (rows of the result).
+
+    Returns
+    -------
+    ``[n_segments, n_columns]`` in ``x``'s dtype: dense for dense ``x``, CSR for sparse ``x``.
+    """
+    segment = np.asarray(segment, dtype=np.int64)
+    n_col = x.shape[1]
+    if sp.issparse(x):
+        coo = x.tocoo()
+        key = segment[coo.row] * n_col + coo.col.astype(np.int64)
+        order = np.argsort(key, kind="stable")
+        key, vals = key[order], coo.data[order]
+        starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if key.size else key
+        mx = np.maximum.reduceat(vals, starts) if key.size else vals
+        return sp.csr_matrix((mx, (key[starts] // n_col, key[starts] % n_col)),
+                             shape=(n_segments, n_col), dtype=x.dtype)
+    x = np.asarray(x)
+    out = np.zeros((n_segments, n_col), dtype=x.dtype)
+    if segment.size:
+        order = np.argsort(segment, kind="stable")
+        starts = np.flatnonzero(np.r_[True, segment[order][1:] != segment[order][:-1]])
+        out[segment[order][starts]] = np.maximum.reduceat(x[order], starts, axis=0)
+    return out
+
+
+def _window_aggregates(codes: sp.csr_matrix, segment: np.ndarray, n_segments: int, threshold: float
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sum, max and count above ``threshold`` of sparse non-negative rows per segment id (dense out)."""
-    n_feat = codes.shape[1]
-    ind = sp.csr_matrix((np.ones(segment.size, np.float32), (segment, np.arange(segment.size))),
-                        shape=(n_segments, segment.size))
-    total = np.asarray((ind @ codes).todense(), dtype=np.float32)
+    """Dense sum, max and count above ``threshold`` of sparse non-negative code rows per segment."""
     active = codes.copy()
     active.data = (active.data > threshold).astype(np.float32)
-    n_active = np.asarray((ind @ active).todense(), dtype=np.float32)
-    coo = codes.tocoo()
-    flat = segment[coo.row] * n_feat + coo.col.astype(np.int64)
-    mx = np.zeros(n_segments * n_feat, dtype=np.float32)
-    if flat.size:  # segmented maximum over (segment, feature) keys
-        order = np.argsort(flat, kind="stable")
-        flat, vals = flat[order], coo.data[order]
-        starts = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])
-        mx[flat[starts]] = np.maximum.reduceat(vals, starts)
-    return total, mx.reshape(n_segments, n_feat), n_active
+    return (segment_sum(codes, segment, n_segments).toarray(),
+            segment_max(codes, segment, n_segments).toarray(),
+            segment_sum(active, segment, n_segments).toarray())
 
 
 @dataclass
@@ -552,7 +610,7 @@ class WindowActs:
         if "bp_start" in tokens.columns:
             keep &= tokens["bp_start"].to_numpy() >= 0
         tok = np.flatnonzero(keep)
-        total, mx, n_active = _segment_aggregate(codes[tok], win[tok], n_windows, threshold)
+        total, mx, n_active = _window_aggregates(codes[tok], win[tok], n_windows, threshold)
         names = feature_names if feature_names is not None else [str(i) for i in range(codes.shape[1])]
         return cls(total, mx, n_active, np.bincount(win[tok], minlength=n_windows).astype(np.int64),
                    list(names), threshold)
@@ -615,7 +673,7 @@ def window_activations(
                 mx, n_active = np.zeros_like(total), np.zeros_like(total)
             win = win_all[rows]
             w, seg = np.unique(win, return_inverse=True)  # the few windows of this batch
-            seg_sum, seg_max, seg_act = _segment_aggregate(sp.csr_matrix(codes), seg, w.size, threshold)
+            seg_sum, seg_max, seg_act = _window_aggregates(sp.csr_matrix(codes), seg, w.size, threshold)
             total[w] += seg_sum
             mx[w] = np.maximum(mx[w], seg_max)
             n_active[w] += seg_act

@@ -31,12 +31,13 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
+from genosae.multitest import benjamini_hochberg
+
 __all__ = [
     "ALIGNMENT_COLUMNS",
     "AlignmentCounts",
     "align_concepts",
     "align_store",
-    "benjamini_hochberg",
     "best_per_concept",
     "best_per_feature",
     "threshold_matrix",
@@ -59,27 +60,6 @@ def trivial_f1(prevalence: np.ndarray | float) -> np.ndarray | float:
     p = np.asarray(prevalence, dtype=np.float64)
     out = 2 * p / (1 + p)
     return float(out) if out.ndim == 0 else out
-
-
-def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
-    """Benjamini–Hochberg adjusted p-values (q), same as statsmodels ``multipletests(method="fdr_bh")``.
-
-    NaN p-values are ignored (their q is NaN) and do not count as tests.
-    """
-    p = np.asarray(p, dtype=np.float64)
-    q = np.full(p.shape, np.nan)
-    ok = ~np.isnan(p)
-    pv = p[ok]
-    m = pv.size
-    if m == 0:
-        return q
-    order = np.argsort(pv, kind="mergesort")
-    ranked = pv[order] * m / np.arange(1, m + 1)
-    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
-    out = np.empty(m)
-    out[order] = np.minimum(ranked, 1.0)
-    q[ok] = out
-    return q
 
 
 def token_concepts(
@@ -124,7 +104,7 @@ def threshold_matrix(max_F: np.ndarray, thresholds: Sequence[float]) -> np.ndarr
     return max_F[:, None] * thr[None, :].astype(np.float32)
 
 
-def _levels(codes: sp.csr_matrix, thr_abs_FK: np.ndarray) -> np.ndarray:
+def threshold_levels(codes: sp.csr_matrix, thr_abs_FK: np.ndarray) -> np.ndarray:
     """For each stored value, how many of the feature's (ascending) thresholds it exceeds."""
     cols = codes.indices
     level = np.zeros(codes.nnz, dtype=np.int8)
@@ -146,17 +126,19 @@ def _level_matrix(codes: sp.csr_matrix, level: np.ndarray, group: np.ndarray, n_
     return sp.csr_matrix((data, cols, indptr), shape=(n_tok, n_groups * n_feat * n_levels))
 
 
-def _rev_cumsum(x: np.ndarray, axis: int) -> np.ndarray:
+def reverse_cumsum(x: np.ndarray, axis: int) -> np.ndarray:
+    """Cumulative sum from the end along ``axis`` (counts at level ≥ k from counts at level k)."""
     return np.flip(np.cumsum(np.flip(x, axis), axis), axis)
 
 
-def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def safe_divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a / b`` broadcast, 0 where ``b`` is 0 (float64)."""
     a = np.asarray(a, np.float64)
     b = np.asarray(b, np.float64)
     return np.divide(a, b, out=np.zeros(np.broadcast_shapes(a.shape, b.shape)), where=b > 0)
 
 
-def _domain_hits(
+def domain_hits(
     level: np.ndarray,
     codes: sp.csr_matrix,
     test: np.ndarray,
@@ -269,7 +251,7 @@ class AlignmentCounts:
         if dense:
             self._add_dense(codes, M, cal)
         else:
-            level = _levels(codes, self.thr_abs_FK)
+            level = threshold_levels(codes, self.thr_abs_FK)
             B = _level_matrix(codes, level, test.astype(np.int8), 2, K)  # half 0 = calibration, 1 = held-out
             self.tp += (B.T.tocsr() @ M).toarray().reshape(2, F, K, C)
             self.fire += np.bincount(B.indices, minlength=B.shape[1]).reshape(2, F, K)
@@ -329,10 +311,10 @@ class AlignmentCounts:
             r, g = rows[a:b], local[a:b] - local[a]
             n_g = int(g[-1]) + 1
             sub = codes[r]
-            Bg = _level_matrix(sub, _levels(sub, self.thr_abs_FK), g, n_g, K)
+            Bg = _level_matrix(sub, threshold_levels(sub, self.thr_abs_FK), g, n_g, K)
             Mg = M[r]
-            tp = _rev_cumsum((Bg.T.tocsr() @ Mg).toarray().reshape(n_g, F, K, C).astype(np.float64), 2)
-            fw = _rev_cumsum(np.bincount(Bg.indices, minlength=Bg.shape[1]).reshape(n_g, F, K)
+            tp = reverse_cumsum((Bg.T.tocsr() @ Mg).toarray().reshape(n_g, F, K, C).astype(np.float64), 2)
+            fw = reverse_cumsum(np.bincount(Bg.indices, minlength=Bg.shape[1]).reshape(n_g, F, K)
                              .astype(np.float64), 2)
             mc = Mg.tocoo()
             pw = np.bincount(g[mc.row] * C + mc.col, minlength=n_g * C).reshape(n_g, C).astype(np.float64)
@@ -369,12 +351,12 @@ class AlignmentCounts:
         if len(names_f) != F:
             msg = f"{len(names_f)} feature names for {F} features"
             raise ValueError(msg)
-        tp = _rev_cumsum(self.tp, axis=2)
-        fire = _rev_cumsum(self.fire, axis=2)
+        tp = reverse_cumsum(self.tp, axis=2)
+        fire = reverse_cumsum(self.fire, axis=2)
         pos, n_half, thr = self.pos, self.n_half, self.thresholds
 
         # choose the threshold on the calibration half
-        f1_cal_FKC = _safe_div(2 * tp[0], fire[0][:, :, None] + pos[0][None, None, :])
+        f1_cal_FKC = safe_divide(2 * tp[0], fire[0][:, :, None] + pos[0][None, None, :])
         best_FC = np.argmax(f1_cal_FKC, axis=1)
         fi, ci = np.meshgrid(np.arange(F), np.arange(C), indexing="ij")
         f1_cal = f1_cal_FKC[fi, best_FC, ci]
@@ -386,11 +368,11 @@ class AlignmentCounts:
         N = float(n_half[1])
         FP, FN = n_fire - TP, P - TP
         TN = N - TP - FP - FN
-        precision = _safe_div(TP, n_fire)
-        recall = _safe_div(TP, P)
-        f1 = _safe_div(2 * TP, n_fire + P)
+        precision = safe_divide(TP, n_fire)
+        recall = safe_divide(TP, P)
+        f1 = safe_divide(2 * TP, n_fire + P)
         denom = np.sqrt((TP + FP) * (TP + FN) * (TN + FP) * (TN + FN))
-        mcc = _safe_div(TP * TN - FP * FN, denom)
+        mcc = safe_divide(TP * TN - FP * FN, denom)
         prevalence = P / N if N > 0 else np.zeros_like(P)
         triv = trivial_f1(prevalence)
         odds = ((TP + 0.5) * (TN + 0.5)) / ((FP + 0.5) * (FN + 0.5))
@@ -398,7 +380,7 @@ class AlignmentCounts:
 
         if domain is not None:
             hits_KFC, n_inst_C = domain
-            dom = _safe_div(hits_KFC[best_FC, fi, ci], np.broadcast_to(n_inst_C[None, :], TP.shape))
+            dom = safe_divide(hits_KFC[best_FC, fi, ci], np.broadcast_to(n_inst_C[None, :], TP.shape))
             dom = np.where(n_inst_C[None, :] > 0, dom, np.nan)
             n_inst = np.broadcast_to(n_inst_C[None, :], TP.shape)
         else:
@@ -532,8 +514,8 @@ def align_concepts(
     counts.add(codes, membership, calibration_mask=cal, window_index=window_index)
     domain = None
     if instances is not None:
-        level = _levels(codes, thr_abs_FK)
-        domain = _domain_hits(level, codes, ~cal, sp.csr_matrix(instances), thr.size)
+        level = threshold_levels(codes, thr_abs_FK)
+        domain = domain_hits(level, codes, ~cal, sp.csr_matrix(instances), thr.size)
     return counts.result(concept_names=concept_names, feature_names=feature_names, domain=domain,
                          min_f1=min_f1, min_mcc=min_mcc, min_margin=min_margin, fdr=fdr)
 

@@ -16,7 +16,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from genosae._io import atomic_path
-from genosae.features.activations import FeatureActs
+from genosae.features.activations import FeatureActs, segment_max, segment_sum
 from genosae.features.alignment import align_concepts, best_per_concept, best_per_feature
 
 __all__ = [
@@ -399,17 +399,12 @@ def strand_alignment(
 
 def window_feature_matrix(acts: FeatureActs, n_windows: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """Max and mean activation of each feature in each window (``[n_windows, n_features]``, sparse)."""
-    coo = acts.codes.tocoo()
-    w = acts.tokens["window_index"].to_numpy(np.int64)[coo.row]
-    n_feat = acts.n_features
-    summed = sp.csr_matrix((coo.data.astype(np.float64), (w, coo.col)), shape=(n_windows, n_feat))
-    n_tok = np.bincount(acts.tokens["window_index"].to_numpy(np.int64), minlength=n_windows).astype(np.float64)
+    win = acts.tokens["window_index"].to_numpy(np.int64)
+    codes = sp.csr_matrix(acts.codes)
+    n_tok = np.bincount(win, minlength=n_windows).astype(np.float64)
+    summed = segment_sum(codes.astype(np.float64), win, n_windows)
     mean = sp.diags(np.divide(1.0, n_tok, out=np.zeros_like(n_tok), where=n_tok > 0)) @ summed
-    key = w * n_feat + coo.col
-    order = np.lexsort((coo.data, key))
-    last = np.r_[key[order][1:] != key[order][:-1], True]
-    sel = order[last]
-    mx = sp.csr_matrix((coo.data[sel], (w[sel], coo.col[sel])), shape=(n_windows, n_feat))
+    mx = segment_max(codes, win, n_windows)
     return mx.astype(np.float32).tocsr(), sp.csr_matrix(mean, dtype=np.float32)
 
 

@@ -27,10 +27,10 @@ from genosae.errors import InputError
 from genosae.features.activations import FeatureActs, iter_token_batches
 from genosae.features.alignment import (
     AlignmentCounts,
-    _domain_hits,
-    _levels,
-    _rev_cumsum,
-    _safe_div,
+    domain_hits,
+    reverse_cumsum,
+    safe_divide,
+    threshold_levels,
     threshold_matrix,
 )
 from genosae.genome.concepts import ConceptIndex
@@ -88,7 +88,7 @@ class SiteCounts:
 
     Token counts (firing tokens, firing tokens inside a site, per half × unit × threshold × motif)
     are :class:`~genosae.features.alignment.AlignmentCounts`; site hits per chunk are
-    :func:`~genosae.features.alignment._domain_hits` (a site's tokens must arrive in one chunk: give
+    :func:`~genosae.features.alignment.domain_hits` (a site's tokens must arrive in one chunk: give
     site ids per window, as :func:`motif_capture` does).
 
     Parameters
@@ -121,19 +121,19 @@ class SiteCounts:
         inst = sp.csr_matrix(instances)[use]
         half = half[use]
         self.tokens.add(codes, memb, calibration_mask=half == 0)
-        level = _levels(codes, self.tokens.thr_abs_FK)
+        level = threshold_levels(codes, self.tokens.thr_abs_FK)
         for h in (0, 1):
-            hit_KUC, n_C = _domain_hits(level, codes, half == h, inst, self.tokens.n_levels)
+            hit_KUC, n_C = domain_hits(level, codes, half == h, inst, self.tokens.n_levels)
             self.hits[h] += np.transpose(hit_KUC, (1, 0, 2))
             self.n_sites[h] += n_C
 
     def result(self) -> dict[str, np.ndarray]:
         """``precision``, ``recall``, ``f1`` ``[2, U, K, C]`` (calibration, held-out) and ``n_sites [2, C]``."""
-        tp = _rev_cumsum(self.tokens.tp, axis=2)
-        fire = _rev_cumsum(self.tokens.fire, axis=2)
-        precision = _safe_div(tp, fire[..., None])
-        recall = _safe_div(self.hits, self.n_sites[:, None, None, :])
-        f1 = _safe_div(2 * precision * recall, precision + recall)
+        tp = reverse_cumsum(self.tokens.tp, axis=2)
+        fire = reverse_cumsum(self.tokens.fire, axis=2)
+        precision = safe_divide(tp, fire[..., None])
+        recall = safe_divide(self.hits, self.n_sites[:, None, None, :])
+        f1 = safe_divide(2 * precision * recall, precision + recall)
         return {"precision": precision, "recall": recall, "f1": f1, "n_sites": self.n_sites.copy()}
 
 

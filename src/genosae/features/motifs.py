@@ -43,7 +43,8 @@ import scipy.sparse as sp
 from genosae._io import atomic_path
 from genosae.errors import InputError
 from genosae.features.activations import FeatureActs
-from genosae.features.alignment import benjamini_hochberg
+from genosae.genome.reference import N_CODE, complement_codes, encode_bases
+from genosae.multitest import benjamini_hochberg
 
 __all__ = [
     "CONFIG_KEYS",
@@ -77,10 +78,6 @@ __all__ = [
 
 MOTIF_MATCH_COLUMNS = ("feature", "motif_id", "motif_name", "motif_p", "motif_q", "motif_strand",
                        "motif_offset", "motif_overlap", "pwm_width")
-_LUT = np.full(256, 4, dtype=np.uint8)
-for _i, _b in enumerate("ACGT"):
-    _LUT[ord(_b)] = _i
-    _LUT[ord(_b.lower())] = _i
 
 
 class MotifLike(Protocol):
@@ -92,8 +89,9 @@ class MotifLike(Protocol):
 
 
 def encode_sequences(seqs: Sequence[str]) -> list[np.ndarray]:
-    """ACGT → 0..3, anything else → 4 (uint8 arrays)."""
-    return [_LUT[np.frombuffer(s.encode("ascii"), dtype=np.uint8)] for s in seqs]
+    """ACGT → 0..3, anything else → 4 (uint8 arrays; :func:`~genosae.genome.reference.encode_bases`
+    with ``N`` and other bytes merged)."""
+    return [np.minimum(encode_bases(s), N_CODE) for s in seqs]
 
 
 def top_sites(
@@ -449,7 +447,7 @@ def align_sites(
     bg = np.asarray(background, dtype=np.float64)
     idx = np.arange(n_off)[:, None] + np.arange(width)[None, :]
     fwd = np.minimum(codes, 4)[:, idx]  # [N, O, W]
-    rev = np.where(fwd < 4, 3 - fwd, 4)[:, :, ::-1]
+    rev = complement_codes(fwd)[:, :, ::-1]
     X = np.stack([fwd, rev], axis=1).astype(np.int32)  # [N, S, O, W]; S = 1 reads the reverse complement
     rows = np.arange(n)
     cols = np.arange(width)

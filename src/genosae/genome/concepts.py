@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from genosae.genome.genes import coding_genes, promoter_intervals, stranded_interval
 from genosae.genome.reference import Reference, reverse_complement, runs
 
 CONCEPT_COLUMNS = ["chrom", "start", "end", "strand", "concept", "name"]
@@ -38,6 +40,12 @@ _IUPAC_SETS = {"A": "A", "C": "C", "G": "G", "T": "T", "W": "AT", "S": "CG", "R"
                "K": "GT", "M": "AC", "N": "ACGT"}
 TATA_PATTERNS = ("TATAWAW",)
 POLYA_PATTERNS = ("AATAAA", "ATTAAA", "TAYRTA")
+
+
+def read_concepts(path: str | Path) -> pd.DataFrame:
+    """Read ``concepts.tsv.gz`` written by ``genosae prepare-reference`` (names kept as text)."""
+    return pd.read_csv(path, sep="\t", dtype={"chrom": str, "concept": str, "name": str},
+                       keep_default_na=False)
 
 
 def is_periodic(concept: str) -> bool:
@@ -72,26 +80,6 @@ def _frame(chrom, start, end, strand, concept, name) -> pd.DataFrame:
     start = np.asarray(start, dtype=np.int64)
     return pd.DataFrame({"chrom": chrom, "start": start, "end": np.asarray(end, dtype=np.int64),
                          "strand": strand, "concept": concept, "name": name})
-
-
-def coding_genes(annotation: pd.DataFrame) -> pd.DataFrame:
-    """One row per coding gene (span of its CDS parts): ``chrom, start, end, strand, name, gene_id``."""
-    cds = annotation[annotation["feature"] == "CDS"]
-    key = cds["gene_id"].where(cds["gene_id"] != "", cds["parent"])
-    g = cds.assign(key=key).groupby(["chrom", "key"], sort=False)
-    out = g.agg(start=("start", "min"), end=("end", "max"), strand=("strand", "first"),
-                name=("name", "first")).reset_index().rename(columns={"key": "gene_id"})
-    return out[["chrom", "start", "end", "strand", "name", "gene_id"]]
-
-
-def _flanks(genes: pd.DataFrame, upstream: int, downstream: int, sizes: dict[str, int]):
-    """Strand-aware ``[TSS - upstream, TSS + downstream)`` around each gene's 5' end."""
-    plus = genes["strand"].to_numpy() != "-"
-    s, e = genes["start"].to_numpy(), genes["end"].to_numpy()
-    lo = np.where(plus, s - upstream, e - downstream)
-    hi = np.where(plus, s + downstream, e + upstream)
-    size = genes["chrom"].map(sizes).to_numpy(np.int64)
-    return np.clip(lo, 0, size), np.clip(hi, 0, size)
 
 
 def _annotation_concepts(annotation: pd.DataFrame, sizes: dict[str, int], *, promoter_upstream: int,
@@ -142,13 +130,15 @@ def _annotation_concepts(annotation: pd.DataFrame, sizes: dict[str, int], *, pro
                          "start_codon", gname))
     frames.append(_frame(gchrom, np.where(gp, ge - 3, gs), np.where(gp, ge, gs + 3), gstrand,
                          "stop_codon", gname))
-    lo, hi = _flanks(genes, promoter_upstream, promoter_downstream, sizes)
+    lo, hi = promoter_intervals(genes, upstream=promoter_upstream, downstream=promoter_downstream,
+                                chrom_sizes=sizes)
     frames.append(_frame(gchrom, lo, hi, gstrand, "promoter", gname))
-    lo, hi = _flanks(genes, flank_length, 0, sizes)
+    # UTR proxies: the flanks of the coding span (5' of the start codon, 3' of the stop codon)
+    lo, hi = stranded_interval(gchrom, np.where(gp, gs, ge - 1), gstrand, upstream=flank_length,
+                               downstream=0, chrom_sizes=sizes)
     frames.append(_frame(gchrom, lo, hi, gstrand, "five_prime_flank", gname))
-    size = genes["chrom"].map(sizes).to_numpy(np.int64)
-    lo = np.clip(np.where(gp, ge, gs - flank_length), 0, size)
-    hi = np.clip(np.where(gp, ge + flank_length, gs), 0, size)
+    lo, hi = stranded_interval(gchrom, np.where(gp, ge, gs - 1), gstrand, upstream=0,
+                               downstream=flank_length, chrom_sizes=sizes)
     frames.append(_frame(gchrom, lo, hi, gstrand, "three_prime_flank", gname))
     return [f[f["end"] > f["start"]] for f in frames]
 
@@ -252,7 +242,8 @@ def build_concepts(annotation: pd.DataFrame, reference: Reference, *, promoter_u
     Concepts table (``chrom, start, end, strand, concept, name``) sorted by chromosome (FASTA order),
     start, concept. Concepts: ``CDS``, ``intron``, ``splice_donor``/``splice_acceptor`` (the GT/AG
     dinucleotides), ``start_codon``, ``stop_codon``, ``codon_pos{1,2,3}({+,-})`` (periodic),
-    ``promoter``, ``five_prime_flank``/``three_prime_flank`` (UTR proxies), annotated classes of
+    ``promoter`` (:mod:`genosae.genome.genes`: upstream of the gene's TSS),
+    ``five_prime_flank``/``three_prime_flank`` (UTR proxies: the flanks of the CDS span), annotated classes of
     :data:`FEATURE_CONCEPTS`, ``TATA_box`` (``TATAWAW`` in promoters, gene strand), ``polyA_signal``
     (``AATAAA``/``ATTAAA`` and the yeast efficiency element ``TAYRTA`` in 3' flanks), ``GC_rich``,
     ``CpG_like`` (obs/exp CpG >= 0.6 and GC >= 0.5 in ``gc_window``), ``homopolymer_AT``/``_GC``,

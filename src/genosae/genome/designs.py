@@ -3,18 +3,25 @@ sequences per group) and cohorts (samples with VCF or FASTA, a condition and cov
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 
 from genosae.errors import InputError
-from genosae.genome.concepts import _flanks, coding_genes
-from genosae.genome.reference import _ALLOWED, Reference
+from genosae.genome.genes import coding_genes, match_genes, promoter_intervals
+from genosae.genome.reference import (
+    SEQUENCE_BYTES,
+    Reference,
+    read_fasta_bytes,
+    validate_fasta_bytes,
+)
 
 log = logging.getLogger(__name__)
 RegionType = Literal["promoter", "gene_body"]
@@ -35,38 +42,15 @@ def read_gene_set(path: str | Path) -> list[str]:
     return genes
 
 
-def _match_genes(genes: pd.DataFrame, wanted: Iterable[str]) -> tuple[np.ndarray, list[str]]:
-    wanted = list(dict.fromkeys(str(g) for g in wanted))
-    keys = set(w.upper() for w in wanted)
-    name_u = genes["name"].astype(str).str.upper()
-    id_u = genes["gene_id"].astype(str).str.upper()
-    hit = (name_u.isin(keys) | id_u.isin(keys)).to_numpy()
-    found = set(name_u[hit]) | set(id_u[hit])
-    unknown = [w for w in wanted if w.upper() not in found]
-    return hit, unknown
-
-
-def promoter_regions(annotation: pd.DataFrame, genes: Iterable[str] | None = None, *, upstream: int,
-                     downstream: int, chrom_sizes: Mapping[str, int] | None = None) -> pd.DataFrame:
-    """Strand-aware promoters ``[TSS - upstream, TSS + downstream)`` of coding genes (all, or ``genes``
-    matched by name or systematic ID). Columns ``region_id, chrom, start, end, strand, gene``."""
-    g = coding_genes(annotation)
-    if genes is not None:
-        hit, _ = _match_genes(g, genes)
-        g = g[hit]
-    sizes = dict(chrom_sizes) if chrom_sizes else {c: np.iinfo(np.int64).max // 4 for c in g["chrom"]}
-    lo, hi = _flanks(g, upstream, downstream, sizes)
-    return pd.DataFrame({"region_id": g["gene_id"].to_numpy(), "chrom": g["chrom"].to_numpy(),
-                         "start": lo, "end": hi, "strand": g["strand"].to_numpy(),
-                         "gene": g["name"].to_numpy()}).reset_index(drop=True)
-
-
 def region_design_from_genes(annotation: pd.DataFrame, gene_set: Iterable[str] | str | Path, *,
                              region_type: RegionType = "promoter", case_label: str = "case",
                              control_label: str = "control", max_controls: int | None = None,
                              seed: int = 0, upstream: int = 500, downstream: int = 0,
                              chrom_sizes: Mapping[str, int] | None = None) -> pd.DataFrame:
     """Cases = regions of the gene set; controls = the same regions of all other coding genes.
+
+    ``region_type`` ``"promoter"`` is :func:`genosae.genome.genes.promoters` (upstream of the TSS),
+    ``"gene_body"`` the span of the gene's CDS parts.
 
     Returns
     -------
@@ -79,15 +63,14 @@ def region_design_from_genes(annotation: pd.DataFrame, gene_set: Iterable[str] |
     source = str(gene_set) if isinstance(gene_set, (str, Path)) else None
     wanted = read_gene_set(gene_set) if isinstance(gene_set, (str, Path)) else list(gene_set)
     g = coding_genes(annotation)
-    hit, unknown = _match_genes(g, wanted)
+    hit, unknown = match_genes(g, wanted)
     if not hit.any():
         raise InputError(f"none of the {len(wanted)} genes matched the annotation (first: "
                          f"{', '.join(wanted[:5])}); use gene names or systematic IDs", path=source)
     if unknown:
         log.warning("%d gene(s) not in the annotation: %s", len(unknown), ", ".join(unknown[:20]))
     if region_type == "promoter":
-        sizes = dict(chrom_sizes) if chrom_sizes else {c: np.iinfo(np.int64).max // 4 for c in g["chrom"]}
-        lo, hi = _flanks(g, upstream, downstream, sizes)
+        lo, hi = promoter_intervals(g, upstream=upstream, downstream=downstream, chrom_sizes=chrom_sizes)
     else:
         lo, hi = g["start"].to_numpy(), g["end"].to_numpy()
     regions = pd.DataFrame({"region_id": g["gene_id"].to_numpy(), "chrom": g["chrom"].to_numpy(),
@@ -163,9 +146,7 @@ def read_region_design(path: str | Path, reference: Reference) -> pd.DataFrame:
 
 
 def _read_fasta_records(path: Path) -> list[tuple[str, str, str]]:
-    from genosae.genome.reference import _read_bytes, validate_fasta_bytes
-
-    data = _read_bytes(path)
+    data = read_fasta_bytes(path)
     validate_fasta_bytes(data, path)
     recs = []
     for block in data.decode().split(">")[1:]:
@@ -214,7 +195,7 @@ def read_sequence_design(table: str | Path | None = None,
         raise InputError("no sequences given; set 'sequences' or 'fasta_by_group'", record="design")
     out = pd.DataFrame(rows, columns=["region_id", "group", "sequence"])
     seq_bytes = np.frombuffer("".join(out["sequence"]).encode(), dtype=np.uint8)
-    if (~_ALLOWED[seq_bytes]).any() or (out["sequence"].str.len() == 0).any():
+    if (~SEQUENCE_BYTES[seq_bytes]).any() or (out["sequence"].str.len() == 0).any():
         bad = out["sequence"].str.contains(r"[^ACGTURYSWKMBDHVNacgturyswkmbdhvn]|^$", regex=True)
         raise InputError(f"sequence '{out['region_id'][bad].iat[0]}' is empty or has non-IUPAC "
                          "characters", path=source)
@@ -282,3 +263,252 @@ def read_samples(path: str | Path) -> pd.DataFrame:
             if num.notna().all():
                 df[c] = num
     return df
+
+
+DesignKind = Literal["region", "sequence", "cohort"]
+Unit = Literal["region_id", "sample_id"]
+#: Keys of a design's config section each kind reads (besides ``kind``, ``case_label``, ``control_label``).
+KIND_KEYS: dict[str, tuple[str, ...]] = {
+    "region": ("regions", "gene_set", "region_type", "max_controls"),
+    "sequence": ("sequences", "fasta_by_group"),
+    "cohort": ("samples", "regions", "simulate"),
+}
+
+
+def _path(value: str | Path | None) -> Path | None:
+    return None if value is None or value == "" else Path(value)
+
+
+@dataclass(frozen=True)
+class Design:
+    """What is compared: a case and a control group of units. Built from the config by
+    :func:`design_from_config`; one subclass per kind (:class:`RegionDesign`,
+    :class:`SequenceDesign`, :class:`CohortDesign`).
+
+    Attributes
+    ----------
+    name
+        The design's key under ``designs``.
+    case_label, control_label
+        The two group labels compared (different).
+    source
+        The config file, named in errors.
+    kind, unit
+        Class constants: the kind's name and the windows column that identifies a unit.
+    """
+
+    name: str = ""
+    case_label: str = "case"
+    control_label: str = "control"
+    source: str | None = field(default=None, compare=False, repr=False)
+
+    kind: ClassVar[DesignKind]
+    unit: ClassVar[Unit] = "region_id"
+
+    def __post_init__(self) -> None:
+        if str(self.case_label) == str(self.control_label):
+            raise InputError(f"case_label and control_label are both {self.case_label!r}; give the two "
+                             "groups different labels", path=self.source, record=self.key())
+
+    def key(self, sub: str | None = None) -> str:
+        """The design's config key (``key 'designs.NAME[.sub]'``), for error records."""
+        return f"key 'designs.{self.name}{'.' + sub if sub else ''}'"
+
+    def require_sources(self) -> None:
+        """Refuse a design that names nothing to build its windows from."""
+
+    def windows(self, reference: Reference, *, size: int, stride: int,
+                annotation: str | Path | None = None) -> pd.DataFrame:
+        """The design's windows table (``size`` bp every ``stride`` bp; ``annotation``: the prepared
+        ``annotation.gff3``)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class RegionDesign(Design):
+    """Case and control regions of the reference: a ``regions`` table with a ``group`` column, or
+    the promoters / gene bodies of a ``gene_set`` (cases) against all other coding genes."""
+
+    regions: Path | None = None
+    gene_set: Path | None = None
+    region_type: RegionType = "promoter"
+    max_controls: int | None = None
+    promoter_upstream: int = 500
+    promoter_downstream: int = 0
+    seed: int = 0
+
+    kind: ClassVar[DesignKind] = "region"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.region_type not in REGION_TYPES:
+            raise InputError(f"region_type must be one of {REGION_TYPES}, got {self.region_type!r}",
+                             path=self.source, record=self.key("region_type"))
+
+    def require_sources(self) -> None:
+        if not (self.regions or self.gene_set):
+            raise InputError("a region design needs 'regions' or 'gene_set'", path=self.source,
+                             record=self.key())
+
+    def region_table(self, reference: Reference, annotation: str | Path | None = None) -> pd.DataFrame:
+        """The design's regions (:data:`DESIGN_COLUMNS`): the table, else built from the gene set."""
+        from genosae.genome.annotation import read_annotation
+
+        self.require_sources()
+        if self.regions:
+            return read_region_design(self.regions, reference)
+        if annotation is None:
+            raise InputError("a gene-set design needs the annotation; run `genosae prepare-reference`",
+                             path=self.source, record=self.key("gene_set"))
+        return region_design_from_genes(
+            read_annotation(annotation, reference), self.gene_set, region_type=self.region_type,
+            case_label=self.case_label, control_label=self.control_label, max_controls=self.max_controls,
+            seed=self.seed, upstream=self.promoter_upstream, downstream=self.promoter_downstream,
+            chrom_sizes=reference.chrom_sizes)
+
+    def windows(self, reference: Reference, *, size: int, stride: int,
+                annotation: str | Path | None = None) -> pd.DataFrame:
+        from genosae.genome.windows import make_windows
+
+        return make_windows(self.region_table(reference, annotation), size=size, stride=stride,
+                            chrom_sizes=reference.chrom_sizes)
+
+
+@dataclass(frozen=True)
+class SequenceDesign(Design):
+    """Given sequences per group: a table or FASTA (``sequences``) and/or one FASTA per group."""
+
+    sequences: Path | None = None
+    fasta_by_group: Mapping[str, Path] | None = None
+
+    kind: ClassVar[DesignKind] = "sequence"
+
+    def require_sources(self) -> None:
+        if not (self.sequences or self.fasta_by_group):
+            raise InputError("a sequence design needs 'sequences' or 'fasta_by_group'", path=self.source,
+                             record=self.key())
+
+    def windows(self, reference: Reference | None = None, *, size: int, stride: int,
+                annotation: str | Path | None = None) -> pd.DataFrame:
+        from genosae.genome.windows import sequence_windows
+
+        self.require_sources()
+        return sequence_windows(read_sequence_design(self.sequences, self.fasta_by_group), size=size,
+                                stride=stride)
+
+
+@dataclass(frozen=True)
+class CohortDesign(Design):
+    """Samples (VCF or FASTA per sample, a condition, covariates) over a BED of regions; the units
+    are samples. ``simulate`` (the config's section) builds both with ``genosae simulate``."""
+
+    samples: Path | None = None
+    regions: Path | None = None
+    simulate: Mapping[str, Any] | None = None
+
+    kind: ClassVar[DesignKind] = "cohort"
+    unit: ClassVar[Unit] = "sample_id"
+
+    def require_sources(self) -> None:
+        if not (self.samples or self.simulate):
+            raise InputError("a cohort design needs 'samples' or 'simulate'", path=self.source,
+                             record=self.key())
+
+    def region_table(self, reference: Reference, annotation: str | Path | None = None) -> pd.DataFrame:
+        """The cohort's regions (``region_id, chrom, start, end, strand`` + gene ``name`` when the
+        region ids are gene ids of ``annotation``)."""
+        from genosae.genome.annotation import read_annotation
+
+        bed = read_annotation(self.regions, reference, fmt="bed")
+        regions = pd.DataFrame({"region_id": np.where(bed["name"] != "", bed["name"],
+                                                      bed["chrom"] + ":" + bed["start"].astype(str) + "-" +
+                                                      bed["end"].astype(str)),
+                                "chrom": bed["chrom"], "start": bed["start"], "end": bed["end"],
+                                "strand": bed["strand"].replace(".", "+")})
+        if annotation is not None and Path(annotation).exists():  # gene names for the reports
+            genes = read_annotation(annotation, reference)
+            genes = genes[genes["feature"] == "gene"].drop_duplicates("gene_id")
+            names = genes.set_index(genes["gene_id"].astype(str))["name"].astype(str)
+            regions["name"] = regions["region_id"].map(names).replace("", np.nan).fillna(regions["region_id"])
+        return regions
+
+    def windows(self, reference: Reference, *, size: int, stride: int,
+                annotation: str | Path | None = None) -> pd.DataFrame:
+        from genosae.genome.windows import cohort_windows
+
+        if not self.samples or not self.regions:
+            raise InputError("a cohort design needs 'samples' and 'regions' (run `genosae simulate` first "
+                             "when they are simulated)", path=self.source, record=self.key())
+        return cohort_windows(reference, read_samples(self.samples), self.region_table(reference, annotation),
+                              size, stride)
+
+
+DESIGN_TYPES: dict[str, type[Design]] = {"region": RegionDesign, "sequence": SequenceDesign,
+                                         "cohort": CohortDesign}
+
+
+def design_from_section(section: Mapping[str, Any], name: str = "", *, source: str | Path | None = None,
+                        promoter_upstream: int = 500, promoter_downstream: int = 0, seed: int = 0) -> Design:
+    """The typed design of one ``designs`` config section, validated against the schema.
+
+    Keys the kind does not read (:data:`KIND_KEYS`) must keep their schema default: a cohort's
+    ``gene_set`` is refused rather than ignored. ``promoter_*`` and ``seed`` are the config's
+    ``concepts`` and ``seed`` a region design built from a gene set uses.
+    """
+    from genosae.config import fill_design_defaults, load_schema
+
+    schema = load_schema()
+    src = None if source is None else str(source)
+    d = fill_design_defaults(copy.deepcopy({k: v for k, v in section.items() if k != "name"}),
+                             name or "<design>", source=src, schema=schema)
+    cls = DESIGN_TYPES[d["kind"]]
+    defaults = schema["properties"]["designs"]["additionalProperties"]["properties"]
+    others = sorted({k for keys in KIND_KEYS.values() for k in keys} - set(KIND_KEYS[cls.kind]))
+    stray = [k for k in others if d.get(k) != defaults[k].get("default")]
+    if stray:
+        raise InputError(f"{', '.join(stray)} do(es) not apply to a {cls.kind} design; remove the key(s)",
+                         path=src, record=f"key 'designs.{name}'")
+    common = dict(name=name, case_label=str(d["case_label"]), control_label=str(d["control_label"]), source=src)
+    if cls is RegionDesign:
+        return RegionDesign(**common, regions=_path(d["regions"]), gene_set=_path(d["gene_set"]),
+                            region_type=d["region_type"], max_controls=d["max_controls"],
+                            promoter_upstream=int(promoter_upstream),
+                            promoter_downstream=int(promoter_downstream), seed=int(seed))
+    if cls is SequenceDesign:
+        fbg = d["fasta_by_group"]
+        return SequenceDesign(**common, sequences=_path(d["sequences"]),
+                              fasta_by_group={str(g): Path(f) for g, f in fbg.items()} if fbg else None)
+    return CohortDesign(**common, samples=_path(d["samples"]), regions=_path(d["regions"]),
+                        simulate=dict(d["simulate"]) if d["simulate"] else None)
+
+
+def design_from_config(config: Mapping[str, Any], name: str, *, source: str | Path | None = None) -> Design:
+    """The design ``name`` of a validated config, typed (:func:`design_from_section`)."""
+    designs = config.get("designs") or {}
+    if name not in designs:
+        raise InputError(f"no design '{name}' in the config (designs: {', '.join(designs) or 'none'})",
+                         path=source, record="designs")
+    concepts = config.get("concepts") or {}
+    return design_from_section(designs[name], name, source=source,
+                               promoter_upstream=concepts.get("promoter_upstream", 500),
+                               promoter_downstream=concepts.get("promoter_downstream", 0),
+                               seed=config.get("seed", 0))
+
+
+def as_design(design: Design | Mapping[str, Any]) -> Design:
+    """``design`` typed: a :class:`Design` as it is, a config section (``kind`` + keys, optional
+    ``name``) through :func:`design_from_section`."""
+    if isinstance(design, Design):
+        return design
+    return design_from_section(design, str(design.get("name", "")))
+
+
+def design_windows(config: Mapping[str, Any], name: str, reference_dir: str | Path) -> pd.DataFrame:
+    """Windows of the design ``name`` (``genosae windows --design``) on a prepared reference folder
+    (``genome.fa``, ``annotation.gff3``): ``windows.size`` bp every ``windows.stride`` bp."""
+    design = design_from_config(config, name)
+    reference_dir = Path(reference_dir)
+    reference = Reference.open(reference_dir / "genome.fa", config["reference"].get("chrom_aliases") or {})
+    gff = reference_dir / "annotation.gff3"
+    return design.windows(reference, size=config["windows"]["size"], stride=config["windows"]["stride"],
+                          annotation=gff if gff.exists() else None)

@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -168,6 +169,15 @@ def read_motif_file(path: str | Path) -> list[Motif]:
     if dup:
         raise InputError(f"duplicate motif id(s) {sorted(dup)}; ids must be unique", path=path)
     return motifs
+
+
+def load_motifs(config: Mapping[str, Any]) -> list[Motif]:
+    """The motifs a config's ``motifs`` section names: its ``file`` (``source: file``) or the JASPAR
+    ``jaspar_release`` / ``collection`` / ``tax_group``."""
+    m = config["motifs"]
+    if m["source"] == "file":
+        return read_motif_file(m["file"])
+    return load_jaspar(m["jaspar_release"], m["collection"], m["tax_group"])
 
 
 def write_meme(motifs: Iterable[Motif], path: str | Path) -> None:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -21,8 +22,9 @@ from genosae.errors import InputError
 
 #: Bytes allowed in sequence lines: IUPAC nucleotide codes (either case), gaps and line ends.
 IUPAC = b"ACGTURYSWKMBDHVNacgturyswkmbdhvn-.*"
-_ALLOWED = np.zeros(256, dtype=bool)
-_ALLOWED[np.frombuffer(IUPAC + b"\r\n \t", dtype=np.uint8)] = True
+#: ``SEQUENCE_BYTES[b]`` is True for the bytes of :data:`IUPAC` and white space (a lookup table).
+SEQUENCE_BYTES = np.zeros(256, dtype=bool)
+SEQUENCE_BYTES[np.frombuffer(IUPAC + b"\r\n \t", dtype=np.uint8)] = True
 _COMP = str.maketrans("ACGTURYSWKMBDHVNacgturyswkmbdhvn", "TGCAAYRSWMKVHDBNtgcaayrswmkvhdbn")
 _ACCESSION = re.compile(r"^[A-Z]{1,6}_?\d{4,}(\.\d+)?$")
 _ROMAN = [(10, "X"), (9, "IX"), (5, "V"), (4, "IV"), (1, "I")]
@@ -55,7 +57,48 @@ def reverse_complement(seq: str) -> str:
     return seq.translate(_COMP)[::-1]
 
 
-def _read_bytes(path: Path) -> bytes:
+#: Letters of the base codes of :func:`encode_bases` (``OTHER_CODE`` reads back as ``N``).
+CODE_LETTERS = "ACGTNN"
+N_CODE, OTHER_CODE = 4, 5
+_BASE_CODE = np.full(256, OTHER_CODE, dtype=np.uint8)
+for _i, _b in enumerate(b"ACGTN"):
+    _BASE_CODE[_b] = _BASE_CODE[_b | 0x20] = _i
+
+
+def encode_bases(seq: str | bytes | np.ndarray) -> np.ndarray:
+    """DNA as base codes: ``A, C, G, T`` (either case) → 0..3, ``N`` → 4, any other byte → 5.
+
+    The one sequence encoder of genosae (k-mers, motif sites, variant calls and the default
+    model's token ids are all read from it). Codes ``< 4`` are bases.
+
+    Parameters
+    ----------
+    seq
+        Text, bytes or a ``uint8`` array of ASCII codes (e.g. :meth:`Reference.array`).
+
+    Returns
+    -------
+    ``uint8`` array of the same length.
+    """
+    if isinstance(seq, str):
+        seq = seq.encode("ascii", errors="replace")
+    arr = np.frombuffer(seq, dtype=np.uint8) if isinstance(seq, bytes) else np.asarray(seq, dtype=np.uint8)
+    return _BASE_CODE[arr]
+
+
+def complement_codes(codes: np.ndarray) -> np.ndarray:
+    """Complement of base codes (``A↔T``, ``C↔G``); ``N`` and other codes are kept."""
+    codes = np.asarray(codes)
+    return np.where(codes < 4, 3 - codes, codes).astype(codes.dtype)
+
+
+def decode_bases(codes: np.ndarray) -> np.ndarray:
+    """Upper-case letters (``<U1`` array) of base codes; code 5 reads back as ``N``."""
+    return np.asarray(list(CODE_LETTERS))[np.asarray(codes, dtype=np.int64)]
+
+
+def read_fasta_bytes(path: Path) -> bytes:
+    """The bytes of a plain or gzip/bgzip FASTA (decompressed); a bad gzip is an :class:`InputError`."""
     with open(path, "rb") as fh:
         magic = fh.read(2)
     if path.suffix in {".gz", ".bgz"} or magic == b"\x1f\x8b":
@@ -106,7 +149,7 @@ def validate_fasta_bytes(data: bytes, path: Path) -> list[tuple[str, str]]:
         line = int(np.flatnonzero(nonblank)[0]) + 1
         raise InputError("no FASTA header before the first sequence line; the file must start with "
                          "'>name'", path=path, record=line)
-    bad = ~_ALLOWED[arr] & ~is_header[line_of_byte]
+    bad = ~SEQUENCE_BYTES[arr] & ~is_header[line_of_byte]
     headers = np.flatnonzero(is_header)
     if bad.any():
         pos = int(np.flatnonzero(bad)[0])
@@ -171,7 +214,7 @@ class Reference:
         if path.stat().st_size == 0:
             raise InputError("the FASTA file is empty; give a FASTA with at least one '>name' record",
                              path=path)
-        records = validate_fasta_bytes(_read_bytes(path), path)
+        records = validate_fasta_bytes(read_fasta_bytes(path), path)
         try:
             fasta = pyfaidx.Fasta(str(path), as_raw=True, sequence_always_upper=False,
                                   read_long_names=False, build_index=True)
@@ -274,3 +317,74 @@ def runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     padded = np.concatenate(([False], np.asarray(mask, dtype=bool), [False]))
     edges = np.flatnonzero(padded[1:] != padded[:-1])
     return edges[0::2], edges[1::2]
+
+
+#: Where the bundled yeast genome is converted when no config names a ``reference.cache_dir``.
+DEFAULT_YEAST_CACHE = "resources/yeast"
+#: File names searched in a reference folder, in this order (``genosae prepare-reference`` names first).
+FASTA_PATTERNS = ("genome.fa", "*.fa", "*.fasta", "*.fna", "*.fa.gz", "*.fasta.gz")
+ANNOTATION_PATTERNS = ("annotation.gff3", "*.gff3", "*.gff", "*.gtf", "*.gff3.gz", "*.gtf.gz")
+
+
+class ReferenceFiles(NamedTuple):
+    """A reference FASTA and its annotation (``None`` where nothing names one)."""
+
+    fasta: Path | None
+    annotation: Path | None
+
+    def require(self, *, annotation: bool = True) -> ReferenceFiles:
+        """``self``, or an :class:`~genosae.errors.InputError` naming the missing file."""
+        if self.fasta is None:
+            raise InputError("no reference FASTA: set reference.fasta (with reference.source 'files') "
+                             "or give one", record="reference.fasta")
+        if annotation and self.annotation is None:
+            raise InputError("no reference annotation: set reference.annotation (with reference.source "
+                             "'files') or give one", record="reference.annotation")
+        return self
+
+
+def _first(folder: Path, patterns: tuple[str, ...]) -> Path | None:
+    for pattern in patterns:
+        found = sorted(folder.glob(pattern))
+        if found:
+            return found[0]
+    return None
+
+
+def reference_files(config: Mapping[str, Any] | None = None, *, fasta: str | Path | None = None,
+                    annotation: str | Path | None = None, reference_dir: str | Path | None = None,
+                    build: bool = True) -> ReferenceFiles:
+    """Where the reference FASTA and annotation are: the one resolver of every command.
+
+    Each file is taken from the first of
+
+    1. ``fasta`` / ``annotation`` given explicitly;
+    2. ``reference_dir``, a folder written by ``genosae prepare-reference`` (``genome.fa``,
+       ``annotation.gff3``) or any folder holding a FASTA / GFF3 / GTF (:data:`FASTA_PATTERNS`,
+       :data:`ANNOTATION_PATTERNS`; first in name order);
+    3. the config's ``reference``: ``source: files`` gives its ``fasta`` and ``annotation``;
+       ``source: yeast`` the bundled S288C genome converted into ``cache_dir`` (only with ``build``);
+    4. without a config and without ``fasta``, the bundled yeast genome in
+       :data:`DEFAULT_YEAST_CACHE` (only with ``build``).
+
+    Returns
+    -------
+    :class:`ReferenceFiles`; call :meth:`ReferenceFiles.require` where a file must exist.
+    """
+    fa = Path(fasta) if fasta else None
+    ann = Path(annotation) if annotation else None
+    if reference_dir is not None and Path(reference_dir).is_dir() and not (fa and ann):
+        fa = fa or _first(Path(reference_dir), FASTA_PATTERNS)
+        ann = ann or _first(Path(reference_dir), ANNOTATION_PATTERNS)
+    if fa and ann:
+        return ReferenceFiles(fa, ann)
+    ref = (config or {}).get("reference") or {}
+    if ref.get("source") == "files":
+        fa = fa or (Path(ref["fasta"]) if ref.get("fasta") else None)
+        ann = ann or (Path(ref["annotation"]) if ref.get("annotation") else None)
+    elif build and (config is not None or fa is None):
+        from genosae.genome.yeast import build_yeast_reference
+
+        built = build_yeast_reference(ref.get("cache_dir") or DEFAULT_YEAST_CACHE)
+        fa, ann = fa or built.fasta, ann or built.gff3
+    return ReferenceFiles(fa, ann)

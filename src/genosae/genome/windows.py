@@ -7,6 +7,7 @@ Windows table (docs/architecture.md): ``window_id, chrom, start, end, strand, re
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -173,3 +174,44 @@ def cohort_windows(reference: Reference, samples: pd.DataFrame, regions: pd.Data
     out["window_id"] = (out["window_id"] + "|" + out["sample_id"].astype(str) + "|h" +
                         out["haplotype"].astype(str))
     return out
+
+
+def sequence_windows(seqs: pd.DataFrame, *, size: int, stride: int) -> pd.DataFrame:
+    """Tile the sequences of a sequence design; each window keeps its substring in ``sequence``.
+
+    ``seqs`` is :func:`~genosae.genome.designs.read_sequence_design`'s table; records named
+    ``chrom:start-end`` keep reference coordinates, the others are their own chromosome.
+    """
+    lengths = seqs["sequence"].str.len()
+    regions = pd.DataFrame({"region_id": seqs["region_id"], "chrom": seqs["region_id"], "start": 0,
+                            "end": lengths, "strand": "+", "group": seqs["group"]})
+    w = make_windows(regions, size=size, stride=stride,
+                     chrom_sizes=dict(zip(seqs["region_id"], lengths)))
+    full = dict(zip(seqs["region_id"], seqs["sequence"]))
+    w["sequence"] = [full[r][s:e] for r, s, e in zip(w["region_id"], w["start"], w["end"])]
+    known = seqs.set_index("region_id")
+    off = known.loc[w["region_id"], "start"].to_numpy()
+    has = pd.notna(off)
+    if has.any():
+        chrom = known.loc[w["region_id"], "chrom"].to_numpy()
+        base = np.where(has, off, 0).astype(np.int64)
+        w.loc[has, "chrom"] = chrom[has]
+        w["start"] = np.where(has, w["start"] + base, w["start"])
+        w["end"] = np.where(has, w["end"] + base, w["end"])
+    return w
+
+
+def read_chrom_sizes(path: str | Path) -> dict[str, int]:
+    """``chrom_sizes.tsv`` (``chrom<TAB>length``, no header, as ``prepare-reference`` writes it)."""
+    sizes = pd.read_csv(path, sep="\t", header=None, names=["chrom", "length"], dtype={"chrom": str})
+    return dict(zip(sizes["chrom"], sizes["length"].astype(int)))
+
+
+def config_atlas_windows(config: Mapping, reference_dir: str | Path) -> pd.DataFrame:
+    """The atlas windows of a config (``atlas``, ``windows.size``) on a prepared reference folder,
+    with ``split`` = ``holdout`` on ``atlas.holdout_chroms`` and ``train`` elsewhere."""
+    a = config["atlas"]
+    windows = atlas_windows(read_chrom_sizes(Path(reference_dir) / "chrom_sizes.tsv"),
+                            n_windows=a["n_windows"], size=config["windows"]["size"], seed=a["seed"])
+    windows["split"] = np.where(windows["chrom"].isin(a["holdout_chroms"]), "holdout", "train")
+    return windows

@@ -1,8 +1,10 @@
-"""Model subcommands: ``embed`` (windows -> activation store), ``merge-store`` and ``control-model``."""
+"""Model subcommands: ``embed`` (windows -> activation store), ``merge-store``, ``control-model``,
+``fetch-model`` and the default model's ``train-lm`` / ``evaluate-lm``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from genosae.errors import InputError
@@ -32,6 +34,34 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="folder for the control model")
     p.add_argument("--seed", type=int, default=None, help="initialisation seed (default: control_model.seed)")
     p.set_defaults(func=_control_model)
+
+    p = sub.add_parser("train-lm", help="train the default DNA language model on the bundled yeast genome")
+    p.add_argument("--fasta", default=None, help="training FASTA (default: bundled yeast genome)")
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--holdout-chrom", default="chrXVI")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--max-minutes", type=float, default=85.0)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--hidden-size", type=int, default=192)
+    p.add_argument("--layers", type=int, default=8)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_train_lm)
+
+    p = sub.add_parser("evaluate-lm", help="held-out masked-base accuracy and bits/base vs the k-mer baseline")
+    p.add_argument("--model", required=True)
+    p.add_argument("--fasta", default=None)
+    p.add_argument("--holdout-chrom", default="chrXVI")
+    p.add_argument("--start", type=int, default=0)
+    p.add_argument("--end", type=int, default=204_800)
+    p.add_argument("--output", default=None)
+    p.set_defaults(func=_evaluate_lm)
+
+    p = sub.add_parser("fetch-model", help="download a hub model on a login node (compute nodes run offline)")
+    p.add_argument("model", help="hub id, e.g. InstaDeepAI/nucleotide-transformer-v2-50m-multi-species")
+    p.add_argument("--revision", default=None, help="commit, tag or branch to pin")
+    p.add_argument("--local-dir", default=None, help="copy into this folder (set model.path to it)")
+    p.set_defaults(func=_fetch_model)
 
 
 def parse_part(text: str | None) -> tuple[int, int] | None:
@@ -109,4 +139,36 @@ def _control_model(args: argparse.Namespace) -> int:
     out = random_init_model(m["path"], args.out, seed=seed, revision=m["revision"],
                             local_files_only=m["local_files_only"], trust_remote_code=m["trust_remote_code"])
     print(f"{out}: randomly initialised {m['path']} (seed {seed})")
+    return 0
+
+
+def _fetch_model(args: argparse.Namespace) -> int:
+    from genosae.model.adapter import fetch_model
+
+    print(fetch_model(args.model, revision=args.revision, local_dir=args.local_dir))
+    return 0
+
+
+def _fasta(fasta: str | None) -> str:
+    from genosae.genome.reference import reference_files
+
+    return str(reference_files(fasta=fasta).require(annotation=False).fasta)
+
+
+def _train_lm(args: argparse.Namespace) -> int:
+    from genosae.model.train_lm import main_train
+
+    main_train(dict(fasta=_fasta(args.fasta), output_dir=args.output_dir, holdout_chrom=args.holdout_chrom,
+                    steps=args.steps, max_minutes=args.max_minutes, batch_size=args.batch_size,
+                    threads=args.threads, seed=args.seed,
+                    model={"hidden_size": args.hidden_size, "num_hidden_layers": args.layers, "kernel_size": 9}))
+    return 0
+
+
+def _evaluate_lm(args: argparse.Namespace) -> int:
+    from genosae.model.train_lm import evaluate_lm
+
+    res = evaluate_lm(args.model, _fasta(args.fasta), holdout_chrom=args.holdout_chrom,
+                      start=args.start, end=args.end, output=args.output)
+    print(json.dumps(res, indent=2))
     return 0

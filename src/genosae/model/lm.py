@@ -22,23 +22,20 @@ from transformers import (
 )
 from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput
 
+from genosae.genome.reference import encode_bases
+
 VOCAB: dict[str, int] = {"[PAD]": 0, "[MASK]": 1, "[UNK]": 2, "A": 3, "C": 4, "G": 5, "T": 6, "N": 7}
 PAD_ID, MASK_ID, UNK_ID = 0, 1, 2
 BASE_IDS = np.array([3, 4, 5, 6])  # A C G T
 
-# byte -> token id lookup (uppercase and lowercase ACGTN; everything else UNK)
-_LOOKUP = np.full(256, UNK_ID, dtype=np.int64)
-for _b, _i in zip(b"ACGTN", (3, 4, 5, 6, 7)):
-    _LOOKUP[_b] = _i
-    _LOOKUP[ord(chr(_b).lower())] = _i
+#: Token id of each base code of :func:`genosae.genome.reference.encode_bases` (A C G T N, other = UNK).
+TOKEN_OF_CODE = np.array([3, 4, 5, 6, 7, UNK_ID], dtype=np.int64)
 
 
-def encode_bases(seq: str | bytes | np.ndarray) -> np.ndarray:
-    """Vectorised DNA string -> token ids (same ids as the saved tokenizer)."""
-    if isinstance(seq, str):
-        seq = seq.encode("ascii", errors="replace")
-    arr = np.frombuffer(seq, dtype=np.uint8) if isinstance(seq, bytes) else seq
-    return _LOOKUP[arr]
+def token_ids(seq: str | bytes | np.ndarray) -> np.ndarray:
+    """Vectorised DNA -> token ids, the same ids as the saved tokenizer (ACGTN in either case; any
+    other character ``[UNK]``); ``seq`` as :func:`~genosae.genome.reference.encode_bases` takes it."""
+    return TOKEN_OF_CODE[encode_bases(seq)]
 
 
 class GenosaeCNNConfig(PretrainedConfig):

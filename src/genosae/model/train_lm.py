@@ -27,8 +27,8 @@ from genosae.model.lm import (
     GenosaeCNNConfig,
     GenosaeCNNForMaskedLM,
     build_tokenizer,
-    encode_bases,
     mask_tokens,
+    token_ids,
 )
 
 
@@ -55,7 +55,7 @@ class LMTrainConfig:
 
 def load_codes(fasta: str | Path, chroms: list[str]) -> list[np.ndarray]:
     fa = pyfaidx.Fasta(str(fasta), sequence_always_upper=True)
-    return [encode_bases(str(fa[c][:])) for c in chroms]
+    return [token_ids(str(fa[c][:])) for c in chroms]
 
 
 def _revcomp_ids(ids: torch.Tensor) -> torch.Tensor:
@@ -258,7 +258,7 @@ def evaluate_lm(model_dir: str | Path, fasta: str | Path, *, holdout_chrom: str 
 
     model = AutoModelForMaskedLM.from_pretrained(str(model_dir), local_files_only=True).eval()
     fa = pyfaidx.Fasta(str(fasta), sequence_always_upper=True)
-    eval_codes = encode_bases(str(fa[holdout_chrom][start:end]))
+    eval_codes = token_ids(str(fa[holdout_chrom][start:end]))
     scores = masked_base_scores(model, eval_codes)
     pos, lp = scores.positions, scores.log2p
     train_codes = load_codes(fasta, [c for c in fa.keys() if c != holdout_chrom])

@@ -60,7 +60,6 @@ __all__ = [
     "parse_region",
     "read_bed_inputs",
     "read_fasta_inputs",
-    "reference_paths",
     "select_features",
     "window_layout",
 ]
@@ -504,23 +503,6 @@ def _read_catalog(path: Path | None) -> pd.DataFrame | None:
     return cat.set_index(cat["feature"].astype(str))
 
 
-def reference_paths(config: dict, *, build: bool) -> tuple[Path | None, Path | None]:
-    """Reference FASTA and annotation: ``<outdir>/reference/`` if prepared, else the config's files."""
-    ref_dir = Path(config["outdir"]) / "reference"
-    if (ref_dir / "genome.fa").is_file():
-        gff = ref_dir / "annotation.gff3"
-        return ref_dir / "genome.fa", gff if gff.is_file() else None
-    ref = config["reference"]
-    if ref["source"] == "files":
-        fa, ann = ref.get("fasta"), ref.get("annotation")
-        return (Path(fa) if fa else None), (Path(ann) if ann and Path(ann).is_file() else None)
-    if not build:
-        return None, None
-    from genosae.genome._cli import reference_files
-
-    return reference_files(config)
-
-
 def _element_bed(el: pd.DataFrame, catalog: pd.DataFrame | None, chrom_order: Mapping[str, int]) -> pd.DataFrame:
     if catalog is not None and "max_activation" in catalog:
         fmax = catalog["max_activation"].reindex(el["feature"]).to_numpy(np.float64)
@@ -653,7 +635,7 @@ def annotate(
     """
     from genosae.config import load_config, validate_config
     from genosae.features.activations import numpy_encoder
-    from genosae.genome.reference import Reference
+    from genosae.genome.reference import Reference, reference_files
 
     cfg = validate_config(config) if isinstance(config, dict) else load_config(config, check_files=False)
     given = [name for name, v in (("--region", region), ("--bed", bed), ("--fasta", fasta)) if v is not None]
@@ -664,7 +646,8 @@ def annotate(
     paths_in = feature_run_paths(cfg, sae=sae, catalog=catalog)
 
     # inputs first: a bad region or FASTA fails before the model loads
-    fa_ref, gff = reference_paths(cfg, build=fasta is None)
+    fa_ref, gff = reference_files(cfg, reference_dir=Path(cfg["outdir"]) / "reference", build=fasta is None)
+    gff = gff if gff is not None and gff.is_file() else None
     reference = None
     if fasta is None:
         if fa_ref is None:

@@ -55,7 +55,6 @@ from genosae.tracks.annotate import (
     base_token_rows,
     feature_run_paths,
     open_feature_run,
-    reference_paths,
     select_features,
 )
 from genosae.tracks.writers import TrackSpec, TrackWriter, write_igv_session, write_trackdb
@@ -402,13 +401,14 @@ def variant_effect(
     """
     from genosae.config import load_config, validate_config
     from genosae.features.activations import numpy_encoder
-    from genosae.genome.reference import Reference
+    from genosae.genome.reference import Reference, reference_files
     from genosae.genome.variants import read_vcf
 
     cfg = validate_config(config) if isinstance(config, dict) else load_config(config, check_files=False)
     out = Path(outdir)
     run_paths = feature_run_paths(cfg, sae=sae, catalog=catalog)
-    fa_ref, gff = reference_paths(cfg, build=True)
+    fa_ref, gff = reference_files(cfg, reference_dir=Path(cfg["outdir"]) / "reference", build=True)
+    gff = gff if gff is not None and gff.is_file() else None
     if fa_ref is None:
         raise InputError("the config names no reference FASTA", record="reference.fasta")
     reference = Reference.open(fa_ref, cfg["reference"].get("chrom_aliases") or {})
