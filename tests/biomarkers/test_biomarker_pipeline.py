@@ -92,3 +92,39 @@ def test_typed_design_and_its_config_section_give_the_same_run(cohort):
     pd.testing.assert_frame_equal(typed.biomarkers, plain.biomarkers)
     assert typed.locus_tests is not None and typed.design_summary["unit"] == "sample_id"
     assert typed.design_summary["kind"] == "cohort" and typed.design_summary["design"] == "toy"
+
+
+def test_known_motif_baseline_finds_a_motif_planted_at_one_locus_in_cases(cohort, tmp_path):
+    """RAP1's site written into the cases' R03 windows: the per-locus Fisher test finds it at R03 only,
+    the sample-level test too, it enters the baselines and its files are written."""
+    from genosae.genome.motifs import Motif
+
+    site = "ACACCCATACAT"
+    pwm = np.full((len(site), 4), 0.01)
+    pwm[np.arange(len(site)), ["ACGT".index(b) for b in site]] = 0.97
+    other = np.full((8, 4), 0.01)
+    other[np.arange(8), ["ACGT".index(b) for b in "TTACCCGG"]] = 0.97
+    motifs = [Motif("M1", "RAP1", pwm), Motif("M2", "REB1", other)]
+    w = cohort.windows.copy()
+    hit = (w["region_id"] == "R03") & (w["condition"] == "case")
+    w.loc[hit, "sequence"] = [s[:5] + site + s[5 + len(site):] for s in w.loc[hit, "sequence"]]
+    run = run_biomarkers(cohort.codes, cohort.tokens, w, design=COHORT, params={**PARAMS, "permutations": 0},
+                         feature_names=cohort.feature_names, obs=cohort.samples.set_index("sample_id"),
+                         motifs=motifs)
+    km = run.known_motifs
+    r03 = km[(km["group"] == "R03") & (km["motif_id"] == "M1")].iloc[0]
+    assert r03["n_case_with"] == r03["n_case"] and r03["n_control_with"] == 0 and r03["fisher_q"] < 0.05
+    # the only other hits: REB1 at the loci where the simulator planted its REB1 core in cases
+    others = km[(km["group"] != "R03") & (km["group"] != "") & (km["fisher_q"] <= 0.05)]
+    assert set(others["motif_id"]) <= {"M2"} and set(others["group"]) <= set(cohort.planted_regions)
+    assert (km[(km["motif_id"] == "M1") & (km["group"] != "R03") & (km["group"] != "")]["fisher_q"] > 0.05).all()
+    unit = km[(km["group"] == "") & (km["motif_id"] == "M1")].iloc[0]
+    assert unit["fisher_q"] < 0.05 and unit["direction"] == "case"
+    base = run.baselines.set_index("method").loc["known_motifs_fisher"]
+    assert base["best_feature"] == "RAP1" and base["n_significant"] >= 1
+    s = run.design_summary["known_motifs"]
+    assert s["motifs_significant"][0] == "RAP1" and "RAP1" in s["line_found"]
+    paths = write_run(run, tmp_path / "out")
+    back = pd.read_csv(paths["known_motifs"], keep_default_na=False)
+    assert len(back) == len(km) and set(back["group"]) >= {"", "R03"}
+    assert paths["known_motif_biomarkers"].exists()

@@ -5,6 +5,7 @@ rule biomarkers:
         store=f"{OUT}/embed/{{design}}/store",
         catalog=rules.features.output.catalog,
         sae=f"{SAE_MAIN}/cfg.json",
+        motifs=rules.prepare_reference.output.motifs,
     output:
         biomarkers=f"{OUT}/biomarkers/{{design}}/biomarkers.csv",
         loci=f"{OUT}/biomarkers/{{design}}/biomarker_loci.csv",
@@ -26,7 +27,7 @@ rule biomarkers:
         genosae("biomarkers")
         + f" --design {{wildcards.design}} --acts {{input.acts}} --windows {{input.windows}}"
         f" --catalog {{input.catalog}} --store {{input.store}} --sae {SAE_MAIN}"
-        f" --reference {REF}/genome.fa --out {{params.outdir}}"
+        f" --reference {REF}/genome.fa --motifs {{input.motifs}} --out {{params.outdir}}"
         " > {log} 2>&1"
 
 

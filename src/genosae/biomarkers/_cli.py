@@ -39,6 +39,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--store", default=None, help="activation store (linear-probe baseline)")
             p.add_argument("--sae", default=None, help="SAE folder; with --store, cohort loci get "
                            "base-pair peaks (where cases and controls differ most)")
+            p.add_argument("--motifs", default=None, help="MEME/JASPAR motif file (the prepared motifs.meme): "
+                           "known-motif enrichment baseline (Fisher + logistic) beside the SAE features")
             p.add_argument("--out", required=True, help="output folder, e.g. results/biomarkers/NAME")
             p.set_defaults(func=_biomarkers)
         else:
@@ -64,7 +66,7 @@ def _inputs(args: argparse.Namespace):
 
     return load_biomarker_inputs(load_config(args.config, check_files=False), args.design, acts=args.acts,
                                  windows=args.windows, catalog=args.catalog, samples=args.samples,
-                                 reference=args.reference)
+                                 reference=args.reference, motifs=getattr(args, "motifs", None))
 
 
 def _profiles(args: argparse.Namespace) -> int:

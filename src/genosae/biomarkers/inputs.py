@@ -45,6 +45,8 @@ class BiomarkerInputs:
     variants
         Cohorts with VCFs and a reference: variants per locus read from the VCFs
         (:func:`~genosae.biomarkers.loci.vcf_locus_variants`, indels included); else None.
+    motifs
+        Known motifs for the known-motif enrichment baseline, or None.
     """
 
     config: dict[str, Any]
@@ -57,6 +59,7 @@ class BiomarkerInputs:
     obs: pd.DataFrame | None = None
     sequences: list[str] | None = None
     variants: pd.DataFrame | None = None
+    motifs: list[Any] | None = None
 
 
 def read_activations(folders: Sequence[str | Path]) -> tuple[WindowActs | sp.csr_matrix, pd.DataFrame | None,
@@ -99,7 +102,8 @@ def read_windows(path: str | Path) -> pd.DataFrame:
 def load_biomarker_inputs(config: Mapping[str, Any], design: str, *, acts: Sequence[str | Path],
                           windows: str | Path, catalog: str | Path | None = None,
                           samples: str | Path | None = None,
-                          reference: str | Path | None = None) -> BiomarkerInputs:
+                          reference: str | Path | None = None,
+                          motifs: str | Path | None = None) -> BiomarkerInputs:
     """Open and check everything a biomarker run of ``design`` reads.
 
     Parameters
@@ -118,6 +122,8 @@ def load_biomarker_inputs(config: Mapping[str, Any], design: str, *, acts: Seque
         Cohort sample sheet (default: the design's ``samples``).
     reference
         FASTA for window sequences when the windows table has none, and for VCF variants.
+    motifs
+        MEME / JASPAR motif file (the prepared ``motifs.meme``) for the known-motif baseline.
     """
     from genosae.genome.reference import Reference
 
@@ -140,9 +146,14 @@ def load_biomarker_inputs(config: Mapping[str, Any], design: str, *, acts: Seque
         obs, table = _sample_sheet(sheet_path, table)
         if "vcf" in obs.columns and ref is not None:
             variants = _vcf_variants(sheet_path, table, ref, d)
+    known = None
+    if motifs:
+        from genosae.genome.motifs import read_motif_file
+
+        known = read_motif_file(motifs)
     return BiomarkerInputs(config=dict(config), design=d, acts=codes, tokens=tokens, windows=table,
                            feature_names=names, catalog=cat, obs=obs, sequences=sequences,
-                           variants=variants)
+                           variants=variants, motifs=known)
 
 
 def _sample_sheet(path: str | Path, windows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

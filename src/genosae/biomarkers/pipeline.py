@@ -71,6 +71,8 @@ class BiomarkerRun:
     locus_table: pd.DataFrame | None = None
     variants: pd.DataFrame | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # "kmer_k{k}_table": the k-mer tests, ranked
+    known_motifs: pd.DataFrame | None = None  # motif_enrichment.known_motif_enrichment
+    known_motif_biomarkers: pd.DataFrame | None = None  # motif_enrichment.cross_reference table
 
 
 def run_biomarkers(
@@ -92,6 +94,7 @@ def run_biomarkers(
     seed: int = 0,
     n_loci: int = 10,
     n_loci_features: int = 50,
+    motifs: Sequence[Any] | None = None,
 ) -> BiomarkerRun:
     """Run the whole biomarker step in memory: the units' profiles and tests (every design), then
     the loci of the design's kind, then the tables.
@@ -122,6 +125,10 @@ def run_biomarkers(
     sae, store
         Cohorts: the SAE and the design's activation store; when both are given the feature × locus
         rows gain base-pair peaks (:func:`~genosae.biomarkers.loci.locus_peaks`).
+    motifs
+        Known motifs (:class:`~genosae.genome.motifs.Motif`) for the known-motif enrichment baseline
+        (:mod:`~genosae.biomarkers.motif_enrichment`; FIMO at ``config["motifs"]["pvalue"]``); needs
+        ``sequences``.
     """
     design = as_design(design)
     if sequences is None and "sequence" in windows.columns:
@@ -133,7 +140,58 @@ def run_biomarkers(
         loci = _cohort_loci(units, windows, design, variants=variants, sae=sae, store=store, n_loci=n_loci)
     else:
         loci = _unit_loci(units, design, n_loci=n_loci)
-    return _assemble(units, loci, design, catalog)
+    run = _assemble(units, loci, design, catalog)
+    if motifs and sequences is not None:
+        pvalue = float(((config or {}).get("motifs") or {}).get("pvalue", 1e-4))
+        _known_motifs(run, units, windows, sequences, design, motifs, pvalue=pvalue)
+    elif motifs:
+        log.warning("no unit sequences: the known-motif enrichment baseline is skipped")
+    return run
+
+
+def _known_motifs(run: BiomarkerRun, units: _UnitTests, windows: pd.DataFrame, sequences: Sequence[str],
+                  design: Design, motifs: Sequence[Any], *, pvalue: float) -> None:
+    """Known-motif enrichment of the units (and, for cohorts, of every locus), its row in the
+    baselines and its cross-reference with the SAE biomarkers (in place on ``run``)."""
+    from genosae.biomarkers.motif_enrichment import (
+        cross_reference,
+        known_motif_enrichment,
+        motif_hit_counts,
+    )
+
+    alpha, unit, adata = units.alpha, design.unit, units.adata
+    names = {str(m.id): str(m.name) for m in motifs}
+    seqs = unit_sequences(windows, sequences, adata.obs_names, unit)
+    counts = motif_hit_counts(dict(zip(adata.obs_names.astype(str), seqs, strict=True)), motifs, threshold=pvalue)
+    table = known_motif_enrichment(counts, adata.obs, motif_names=names, case=design.case_label,
+                                   control=design.control_label, covariates=units.covariates)
+    if isinstance(design, CohortDesign) and "region_id" in windows.columns:
+        keep = windows["sample_id"].astype(str).isin(adata.obs_names.astype(str)).to_numpy()
+        w = windows[keep].assign(sample_locus=windows["sample_id"].astype(str)[keep] + "|"
+                                 + windows["region_id"].astype(str)[keep])
+        su = pd.Index(pd.unique(w["sample_locus"]))
+        lseqs = unit_sequences(w, [s for s, k in zip(sequences, keep, strict=True) if k], su, "sample_locus")
+        lcounts = motif_hit_counts(dict(zip(su, lseqs, strict=True)), motifs, threshold=pvalue)
+        sample = su.str.split("|").str[0]
+        lobs = adata.obs.reindex(sample).set_axis(su)
+        per_locus = known_motif_enrichment(lcounts, lobs, motif_names=names, case=design.case_label,
+                                           control=design.control_label, covariates=units.covariates,
+                                           group=pd.Series(su.str.split("|", n=1).str[1], index=su))
+        table = pd.concat([table, per_locus], ignore_index=True)
+    mean = pd.DataFrame(np.asarray(adata.layers["mean"]), index=adata.obs_names.astype(str),
+                        columns=adata.var_names.astype(str))
+    cross, summary = cross_reference(table, run.biomarkers, mean, counts, adata.obs["condition"], alpha=alpha)
+    unit_rows = table[table["group"] == ""]
+    best = unit_rows.iloc[0] if len(unit_rows) else None
+    row = {"method": "known_motifs_fisher", "n_features": len(unit_rows),
+           "n_significant": int((unit_rows["fisher_q"] <= alpha).sum()),
+           "best_feature": str(best["motif_name"] or best["motif_id"]) if best is not None else None,
+           "best_q": float(best["fisher_q"]) if best is not None else None}
+    run.baselines = pd.concat([run.baselines, pd.DataFrame([row])], ignore_index=True)
+    run.known_motifs, run.known_motif_biomarkers = table, cross
+    run.design_summary["known_motifs"] = {
+        "n_motifs": len(motifs), "fimo_p": pvalue, "n_significant_fisher": row["n_significant"],
+        "n_significant_logistic": int((unit_rows["logit_q"] <= alpha).sum()), **summary}
 
 
 @dataclass
@@ -317,7 +375,7 @@ def run_design(inputs: BiomarkerInputs, *, store: str | Path | None = None,
                           params=inputs.config["biomarkers"], feature_names=inputs.feature_names,
                           catalog=inputs.catalog, obs=inputs.obs, sequences=inputs.sequences,
                           embeddings=emb, variants=inputs.variants, sae=sae_obj, store=store_obj,
-                          config=inputs.config, seed=inputs.config.get("seed", 0))
+                          config=inputs.config, seed=inputs.config.get("seed", 0), motifs=inputs.motifs)
 
 
 def write_run(run: BiomarkerRun, out_dir: str | Path) -> dict[str, Path]:
@@ -350,4 +408,9 @@ def write_run(run: BiomarkerRun, out_dir: str | Path) -> dict[str, Path]:
     if run.variants is not None:
         paths["variants"] = out / "locus_variants.csv"
         write_table(run.variants, paths["variants"])
+    if run.known_motifs is not None:
+        paths["known_motifs"] = out / "known_motifs.csv"
+        paths["known_motif_biomarkers"] = out / "known_motif_biomarkers.csv"
+        write_table(run.known_motifs, paths["known_motifs"])
+        write_table(run.known_motif_biomarkers, paths["known_motif_biomarkers"])
     return paths
