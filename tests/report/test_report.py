@@ -82,3 +82,26 @@ def test_report_shows_feature_trust_beside_the_control(tmp_path):
     assert "GAL4" in section and "Control model: 1 features named" in section
     assert "best_control_f1" in section and "0.42" in section and "motif:REB1" not in section.split("<h3>Motif")[0]
     assert "1 of 1 motifs captured" in section and "candidates: control model SAE" in section
+
+
+def test_report_shows_the_known_motif_baseline_and_what_the_sae_found(tmp_path):
+    from genosae.genome.motifs import Motif
+
+    c = synthetic_activations(seed=1)
+    pwm = pd.DataFrame(0.01, index=range(7), columns=list("ACGT")).to_numpy()
+    pwm[range(7), ["ACGT".index(b) for b in "TTACCCG"]] = 0.97
+    run = run_biomarkers(c.codes, c.tokens, c.windows,
+                         design={"kind": "cohort", "case_label": "case", "control_label": "control"},
+                         params={"permutations": 0, "cv_folds": 3, "kmer_k": 2, "covariates": []},
+                         feature_names=c.feature_names, motifs=[Motif("MA0363.2", "REB1", pwm)])
+    paths = write_report(tmp_path, biomarkers=run.biomarkers, loci=run.loci, baselines=run.baselines,
+                         design_summary=run.design_summary, known_motifs=run.known_motifs,
+                         known_motif_biomarkers=run.known_motif_biomarkers)
+    html = paths["report"].read_text()
+    section = html.split("Known-motif enrichment")[1].split("<h2>")[0]
+    s = run.design_summary["known_motifs"]
+    import html as html_lib
+
+    assert html_lib.escape(s["line_found"]) in section and html_lib.escape(s["line_unexplained"]) in section
+    assert "REB1" in section and "known_motifs_fisher" in html  # and in the baselines table
+    assert "line_found" not in html.split("<h2>Design</h2>")[1].split("<h2>")[0]  # not dumped as a dict

@@ -162,7 +162,7 @@ def detect_tokenization(tokenizer: Any) -> tuple[Tokenization, int]:
     return "bpe", 0
 
 
-class _Row(NamedTuple):
+class EncodedSequence(NamedTuple):
     """One encoded sequence: token ids, special mask, base spans (-1 for specials), N coverage."""
 
     ids: np.ndarray
@@ -172,7 +172,7 @@ class _Row(NamedTuple):
     has_n: np.ndarray
 
 
-def _covers_n(seq: str, start: np.ndarray, end: np.ndarray, special: np.ndarray) -> np.ndarray:
+def covers_n(seq: str, start: np.ndarray, end: np.ndarray, special: np.ndarray) -> np.ndarray:
     """Whether each non-special token's span holds an ``N``."""
     n_cum = np.concatenate([[0], np.cumsum(np.frombuffer(seq.encode(), dtype=np.uint8) == ord("N"))])
     return np.where(special, False, n_cum[np.maximum(end, 0)] - n_cum[np.maximum(start, 0)] > 0)
@@ -273,7 +273,7 @@ class ModelAdapter:
             raise InputError(msg, record="model.path")
         return np.where(special, -1, start), np.where(special, -1, end)
 
-    def _encode(self, seqs: Sequence[str]) -> list[_Row]:
+    def _encode(self, seqs: Sequence[str]) -> list[EncodedSequence]:
         """Token ids and base spans of each (normalised) sequence, unpadded."""
         kw: dict[str, Any] = {"add_special_tokens": True, "return_special_tokens_mask": True,
                               "return_attention_mask": False, "truncation": False}
@@ -286,10 +286,10 @@ class ModelAdapter:
             special = np.asarray(enc["special_tokens_mask"][i], dtype=bool)
             offsets = np.asarray(enc["offset_mapping"][i], dtype=np.int64).reshape(-1, 2) if self._use_offsets else None
             start, end = self._spans_one(seq, ids, special, offsets)
-            rows.append(_Row(ids, special, start, end, _covers_n(seq, start, end, special)))
+            rows.append(EncodedSequence(ids, special, start, end, covers_n(seq, start, end, special)))
         return rows
 
-    def _pad(self, rows: Sequence[_Row]) -> TokenizedBatch:
+    def _pad(self, rows: Sequence[EncodedSequence]) -> TokenizedBatch:
         """Right-pad encoded rows into one batch."""
         lengths = np.array([len(r.ids) for r in rows], dtype=np.int64)
         B, T = len(rows), int(lengths.max()) if len(rows) else 0

@@ -28,7 +28,13 @@ import torch
 from torch import nn
 
 from genosae.errors import InputError
-from genosae.model.adapter import ModelAdapter, TokenizedBatch, TokenSpans, _covers_n, _Row
+from genosae.model.adapter import (
+    EncodedSequence,
+    ModelAdapter,
+    TokenizedBatch,
+    TokenSpans,
+    covers_n,
+)
 
 __all__ = ["EVO2_MODELS", "Evo2Adapter", "evo2_repo", "load_evo2"]
 
@@ -177,7 +183,7 @@ class Evo2Adapter(ModelAdapter):
         self.d_model, self.dtype = int(probe.shape[-1]), probe.dtype
 
     # ------------------------------------------------------------------ tokens and forward passes
-    def _encode(self, seqs: Sequence[str]) -> list[_Row]:
+    def _encode(self, seqs: Sequence[str]) -> list[EncodedSequence]:
         rows = []
         for seq in seqs:
             ids = np.asarray(self.tokenizer.tokenize(seq), dtype=np.int64)
@@ -186,7 +192,7 @@ class Evo2Adapter(ModelAdapter):
                                  "byte per base", record="model.path")
             start = np.arange(len(seq), dtype=np.int64)
             special = np.zeros(len(seq), dtype=bool)
-            rows.append(_Row(ids, special, start, start + 1, _covers_n(seq, start, start + 1, special)))
+            rows.append(EncodedSequence(ids, special, start, start + 1, covers_n(seq, start, start + 1, special)))
         return rows
 
     def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kw: Any) -> Any:

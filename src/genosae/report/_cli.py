@@ -47,6 +47,9 @@ def _report(args: argparse.Namespace) -> int:
     loci = pd.read_csv(loci_path) if loci_path.exists() and loci_path.stat().st_size > 1 else None
     baselines = pd.read_csv(d / "baselines.csv") if (d / "baselines.csv").exists() else None
     locus_table = pd.read_csv(d / "locus_summary.csv") if (d / "locus_summary.csv").exists() else None
+    known = {name: pd.read_csv(d / f"{name}.csv").fillna({"group": "", "explained_by": "", "motif_name": ""})
+             for name in ("known_motifs", "known_motif_biomarkers")
+             if (d / f"{name}.csv").exists() and (d / f"{name}.csv").stat().st_size > 1}
     metrics: dict = {}
     for m in args.sae_metrics or []:
         flat = _json(Path(m))
@@ -63,6 +66,6 @@ def _report(args: argparse.Namespace) -> int:
                calibration=_json(d / "calibration.json"), sae_metrics=metrics, config=config,
                design_summary=summary, alpha=config["biomarkers"]["alpha"],
                features=features_section_inputs(args.features_dir) if args.features_dir else None,
-               title=f"genosae biomarkers: {args.design}")
+               title=f"genosae biomarkers: {args.design}", **known)
     print(f"report -> {args.out}")
     return 0

@@ -173,6 +173,8 @@ def render_report(
     design_summary: Mapping[str, Any] | None = None,
     versions: Mapping[str, str] | None = None,
     features: Mapping[str, Any] | None = None,
+    known_motifs: pd.DataFrame | None = None,
+    known_motif_biomarkers: pd.DataFrame | None = None,
     alpha: float = 0.05,
     n_top: int = 20,
     title: str = "genosae biomarker report",
@@ -181,9 +183,12 @@ def render_report(
 
     ``features`` (:func:`features_section_inputs`) adds how far the feature names can be trusted: concept
     and motif capture of the SAE beside the control model, neurons and random directions, and the motif
-    names against their null.
+    names against their null. ``known_motifs`` / ``known_motif_biomarkers`` (``known_motifs.csv``,
+    ``known_motif_biomarkers.csv``) add the known-motif enrichment baseline and its cross-reference.
     """
     n_sig = int((biomarkers["q"] <= alpha).sum())
+    known_summary = (design_summary or {}).get("known_motifs")
+    design_summary = {k: v for k, v in (design_summary or {}).items() if k != "known_motifs"}
     covs = (design_summary or {}).get("covariates_used") or []
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
@@ -230,6 +235,7 @@ def render_report(
                                        "cross-validated AUROC"))
     else:
         parts.append('<p class="note">not run</p>')
+    parts += _known_motif_section(known_motifs, known_motif_biomarkers, known_summary, alpha, n_top)
     parts += ["<h2>Calibration (label permutations)</h2>"]
     if calibration and "familywise_rate" in calibration:
         cal = {k: v for k, v in calibration.items() if k != "rejections_per_permutation"}
@@ -250,6 +256,32 @@ def render_report(
               f"<pre>{html.escape(json.dumps(config or {}, indent=2, default=str))}</pre>"]
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _known_motif_section(table: pd.DataFrame | None, cross: pd.DataFrame | None,
+                         summary: Mapping[str, Any] | None, alpha: float, n_top: int) -> list[str]:
+    """The baseline a user runs today: known motifs enriched in cases (Fisher, Firth logistic), and
+    which of them the SAE biomarkers also found."""
+    parts = ["<h2>Known-motif enrichment (FIMO + Fisher / logistic)</h2>"]
+    if table is None or not len(table):
+        return [*parts, '<p class="note">not run (no motifs or no unit sequences)</p>']
+    parts.append('<p class="note">Every configured motif scanned with FIMO on each unit (both strands); a unit '
+                 "has the motif with at least one hit. Fisher's exact test of has-motif vs case/control and a "
+                 "Firth-penalised logistic model with the covariates (likelihood-ratio p), BH over every motif "
+                 "(× locus for cohorts; <i>group</i> = the locus, empty = all loci of a sample).</p>")
+    if summary:
+        for key in ("line_found", "line_unexplained"):
+            if summary.get(key):
+                parts.append(f"<p>{html.escape(str(summary[key]))}</p>")
+    cols = [c for c in ("motif_name", "motif_id", "group", "frac_case", "frac_control", "odds_ratio", "fisher_p",
+                        "fisher_q", "logit_coef", "logit_q", "direction") if c in table.columns]
+    parts.append(_table(table[cols].head(n_top)))
+    if cross is not None and len(cross):
+        parts += [f"<h3>SAE biomarkers (q ≤ {alpha}) and the enriched known motifs</h3>",
+                  '<p class="note"><i>explained_by</i>: an enriched motif the feature is named after, or '
+                  "whose presence it tracks within case and within control units (Spearman |ρ| ≥ "
+                  f"{_fmt((summary or {}).get('min_rho', 0.3))}).</p>", _table(cross)]
+    return parts
 
 
 _SETS = {"sae": "SAE", "control": "control model SAE", "neuron": "neurons", "random": "random directions"}
@@ -327,6 +359,8 @@ def write_report(
     sae_metrics: Mapping[str, Any] | None = None,
     config: Mapping[str, Any] | None = None,
     design_summary: Mapping[str, Any] | None = None,
+    known_motifs: pd.DataFrame | None = None,
+    known_motif_biomarkers: pd.DataFrame | None = None,
     alpha: float = 0.05,
     html_name: str = "report.html",
 ) -> dict[str, Path]:
@@ -359,7 +393,8 @@ def write_report(
     text = render_report(biomarkers=biomarkers, loci=loci, locus_table=locus_table, qc=qc,
                          baselines=baselines,
                          calibration=calibration, sae_metrics=sae_metrics, config=config,
-                         design_summary=design_summary, versions=_versions(), alpha=alpha)
+                         design_summary=design_summary, versions=_versions(), alpha=alpha,
+                         known_motifs=known_motifs, known_motif_biomarkers=known_motif_biomarkers)
     with atomic_path(paths["report"]) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return paths
