@@ -154,7 +154,22 @@ def summarize_run(results: str | Path) -> str:
             lines += ["", "| method | significant | CV AUROC |", "|---|---|---|"]
             for r in b.itertuples():
                 sig = "" if pd.isna(r.n_significant) else int(r.n_significant)
-                lines.append(f"| {r.method} | {sig} | {r.cv_auroc:.3f} |")
+                auc = "" if pd.isna(r.cv_auroc) else f"{r.cv_auroc:.3f}"
+                lines.append(f"| {r.method} | {sig} | {auc} |")
+        known_path = design_dir / "known_motifs.csv"
+        if known_path.exists():
+            km = pd.read_csv(known_path, keep_default_na=False, na_values=["nan", "NaN"])
+            unit = km[km["group"].astype(str) == ""]
+            sig = unit[pd.to_numeric(unit["fisher_q"]) <= 0.05]
+            km_summary = (json.loads((design_dir / "design_summary.json").read_text()).get("known_motifs") or {}) \
+                if (design_dir / "design_summary.json").exists() else {}
+            lines += ["", f"Known-motif enrichment (FIMO, Fisher + Firth logistic, BH): {len(sig)} of {len(unit)} "
+                      "motifs enriched" + (": " + ", ".join(
+                          f"{r.motif_name} {float(r.frac_case):.0%} vs {float(r.frac_control):.0%} "
+                          f"(q {float(r.fisher_q):.1g})" for r in sig.head(5).itertuples()) if len(sig) else "") + "."]
+            for key in ("line_found", "line_unexplained"):
+                if km_summary.get(key):
+                    lines.append(f"{km_summary[key][0].upper()}{km_summary[key][1:]}.")
         cal = design_dir / "calibration.json"
         if cal.exists():
             c = json.loads(cal.read_text())
