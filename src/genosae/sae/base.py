@@ -146,10 +146,9 @@ class _GatherPre(torch.autograd.Function):
     """``pre[rows, cols]`` of ``pre = (x - b_dec) @ W_enc + b_enc`` without a dense graph.
 
     The dense pre-activations are computed once without autograd; this gathers the selected
-    entries. Backward scatters their gradients into a ``[B, d_sae]`` matrix and needs one GEMM
-    for ``W_enc`` (measured faster on CPU than gathering ``N x d_in`` rows for an ``index_add``),
-    a column sum for ``b_enc`` and a mat-vec for ``b_dec``; no ``[B, d_sae]`` activation graph
-    (ReLU / TopK / scatter) is kept or differentiated.
+    entries. Backward needs one ``embedding_bag`` over the entries grouped by latent for ``W_enc``, a
+    scatter-add for ``b_enc`` and a mat-vec for ``b_dec``; no ``[B, d_sae]`` activation graph (ReLU /
+    TopK / scatter) is kept or differentiated.
     """
 
     @staticmethod
@@ -166,9 +165,12 @@ class _GatherPre(torch.autograd.Function):
         grad_W_enc = grad_b_enc = grad_b_dec = None
         g_F = torch.zeros(d_sae, dtype=g_N.dtype, device=g_N.device).index_add_(0, cols_N, g_N)
         if ctx.needs_input_grad[2]:
-            g_BF = torch.zeros(sae_in_BD.shape[0], d_sae, dtype=g_N.dtype, device=g_N.device)
-            g_BF.index_put_((rows_N, cols_N), g_N, accumulate=True)
-            grad_W_enc = sae_in_BD.T @ g_BF
+            # column f of grad_W_enc = sum of g_n * sae_in[row n] over the entries n of latent f: one
+            # embedding_bag over the entries grouped by latent (measured 4x faster on CPU than scattering
+            # into a dense [B, d_sae] for a GEMM, and than an index_add of the N x d_in contributions)
+            order = torch.argsort(cols_N, stable=True)
+            grad_W_enc = F.embedding_bag(rows_N[order], sae_in_BD, _bag_offsets(cols_N[order], d_sae), mode="sum",
+                                         per_sample_weights=g_N[order].to(sae_in_BD.dtype)).T.contiguous()
         if ctx.needs_input_grad[3]:
             grad_b_enc = g_F
         if ctx.needs_input_grad[4]:
@@ -184,45 +186,12 @@ def _bag_offsets(rows_N: torch.Tensor, n_rows: int) -> torch.Tensor:
     return offsets
 
 
-class _SparseDecode(torch.autograd.Function):
-    """``dense(rows, cols, vals) @ W_dec`` forward by ``embedding_bag``; backward by two GEMMs.
-
-    ``embedding_bag``'s own backward with ``per_sample_weights`` sorts the indices and accumulates row by
-    row (the slowest step of a CPU training step, measured); here ``grad_vals = (g @ W_decᵀ)[rows,
-    cols]`` and ``grad_W_dec = codesᵀ @ g`` with the codes scattered into a dense ``[B, d_sae]``.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, rows_N: torch.Tensor, cols_N: torch.Tensor, vals_N: torch.Tensor,
-                W_dec: torch.Tensor, n_rows: int) -> torch.Tensor:
-        offsets = _bag_offsets(rows_N, n_rows)
-        ctx.save_for_backward(rows_N, cols_N, vals_N, W_dec)
-        ctx.n_rows = n_rows
-        return F.embedding_bag(cols_N, W_dec, offsets, mode="sum", per_sample_weights=vals_N,
-                               include_last_offset=False)
-
-    @staticmethod
-    def backward(ctx: Any, g_BD: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        rows_N, cols_N, vals_N, W_dec = ctx.saved_tensors
-        grad_vals = grad_W = None
-        g_BD = g_BD.contiguous()
-        if ctx.needs_input_grad[2]:
-            grad_vals = (g_BD @ W_dec.T)[rows_N, cols_N]
-        if ctx.needs_input_grad[3]:
-            codes = torch.zeros(ctx.n_rows, W_dec.shape[0], dtype=g_BD.dtype, device=g_BD.device)
-            codes.index_put_((rows_N, cols_N), vals_N.to(g_BD.dtype), accumulate=True)
-            grad_W = codes.T @ g_BD
-        return None, None, grad_vals, grad_W, None
-
-
 def sparse_decode(rows_N: torch.Tensor, cols_N: torch.Tensor, vals_N: torch.Tensor,
                   W_dec: torch.Tensor, n_rows: int) -> torch.Tensor:
-    """``dense(rows, cols, vals) @ W_dec`` for row-sorted COO codes (:class:`_SparseDecode`)."""
-    if not (torch.is_grad_enabled() and (vals_N.requires_grad or W_dec.requires_grad)):
-        offsets = _bag_offsets(rows_N, n_rows)
-        return F.embedding_bag(cols_N, W_dec, offsets, mode="sum", per_sample_weights=vals_N,
-                               include_last_offset=False)
-    return _SparseDecode.apply(rows_N, cols_N, vals_N, W_dec, n_rows)
+    """``dense(rows, cols, vals) @ W_dec`` for row-sorted COO codes, via ``embedding_bag`` (its backward
+    measured faster on CPU than two GEMMs or a gather)."""
+    return F.embedding_bag(cols_N, W_dec, _bag_offsets(rows_N, n_rows), mode="sum", per_sample_weights=vals_N,
+                           include_last_offset=False)
 
 
 def to_dense(rows_N: torch.Tensor, cols_N: torch.Tensor, vals_N: torch.Tensor,
