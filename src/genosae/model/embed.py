@@ -70,11 +70,15 @@ def reference_token_spans(
     ref_e = np.where(sg > 0, off + end, off - start)
     if "edits" in windows:
         edits = windows["edits"].to_numpy(object)
-        for w in np.flatnonzero([isinstance(x, str) and x != "" for x in edits]):
+        edited = np.flatnonzero([isinstance(x, str) and x != "" for x in edits])
+        by_window = np.argsort(window, kind="stable")  # tokens grouped by window, found by bisection
+        bounds = np.searchsorted(window[by_window], np.stack([edited, edited + 1]))
+        for w, a, b in zip(edited, bounds[0], bounds[1], strict=True):
             pos, _ = haplotype_positions(int(w_start[w]), int(w_end[w]), parse_edits(edits[w]))
             if minus[w]:
                 pos = pos[::-1]
-            t = np.flatnonzero((window == w) & ~special)
+            t = by_window[a:b]
+            t = t[~special[t]]
             if len(t) and int(end[t].max()) > len(pos):
                 raise InputError(f"the window's edits give a {len(pos)} bp haplotype but its sequence is longer; "
                                  "the windows table is out of date (rebuild it)",
