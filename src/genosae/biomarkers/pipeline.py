@@ -161,11 +161,11 @@ def _known_motifs(run: BiomarkerRun, units: _UnitTests, windows: pd.DataFrame, s
 
     alpha, unit, adata = units.alpha, design.unit, units.adata
     names = {str(m.id): str(m.name) for m in motifs}
-    seqs = unit_sequences(windows, sequences, adata.obs_names, unit)
-    counts = motif_hit_counts(dict(zip(adata.obs_names.astype(str), seqs, strict=True)), motifs, threshold=pvalue)
-    table = known_motif_enrichment(counts, adata.obs, motif_names=names, case=design.case_label,
-                                   control=design.control_label, covariates=units.covariates)
+    kw = {"motif_names": names, "case": design.case_label, "control": design.control_label,
+          "covariates": units.covariates}
+    per_locus = None
     if isinstance(design, CohortDesign) and "region_id" in windows.columns:
+        # scan each sample's haplotypes once per locus; a sample's counts are the sum over its loci
         keep = windows["sample_id"].astype(str).isin(adata.obs_names.astype(str)).to_numpy()
         w = windows[keep].assign(sample_locus=windows["sample_id"].astype(str)[keep] + "|"
                                  + windows["region_id"].astype(str)[keep])
@@ -173,10 +173,15 @@ def _known_motifs(run: BiomarkerRun, units: _UnitTests, windows: pd.DataFrame, s
         lseqs = unit_sequences(w, [s for s, k in zip(sequences, keep, strict=True) if k], su, "sample_locus")
         lcounts = motif_hit_counts(dict(zip(su, lseqs, strict=True)), motifs, threshold=pvalue)
         sample = su.str.split("|").str[0]
-        lobs = adata.obs.reindex(sample).set_axis(su)
-        per_locus = known_motif_enrichment(lcounts, lobs, motif_names=names, case=design.case_label,
-                                           control=design.control_label, covariates=units.covariates,
-                                           group=pd.Series(su.str.split("|", n=1).str[1], index=su))
+        counts = lcounts.groupby(sample.to_numpy()).sum().reindex(adata.obs_names.astype(str), fill_value=0)
+        per_locus = known_motif_enrichment(lcounts, adata.obs.reindex(sample).set_axis(su),
+                                           group=pd.Series(su.str.split("|", n=1).str[1], index=su), **kw)
+    else:
+        seqs = unit_sequences(windows, sequences, adata.obs_names, unit)
+        counts = motif_hit_counts(dict(zip(adata.obs_names.astype(str), seqs, strict=True)), motifs,
+                                  threshold=pvalue)
+    table = known_motif_enrichment(counts, adata.obs, **kw)
+    if per_locus is not None:
         table = pd.concat([table, per_locus], ignore_index=True)
     mean = pd.DataFrame(np.asarray(adata.layers["mean"]), index=adata.obs_names.astype(str),
                         columns=adata.var_names.astype(str))
