@@ -132,3 +132,22 @@ def test_firth_matches_plain_logistic_without_separation_and_stays_finite_with_i
     sep = np.column_stack([np.ones(20), np.r_[np.ones(10), np.zeros(10)]])
     b, _, ok = firth_logit(sep, np.r_[np.ones(10), np.zeros(10)])
     assert ok and np.isfinite(b).all() and b[1] == pytest.approx(2 * np.log(21), rel=1e-3)  # log((10.5/0.5)^2)
+
+
+def test_a_chance_correlation_in_a_small_design_does_not_explain_a_biomarker():
+    """10 + 10 units: a motif present in 9 cases and 2 controls is enriched; 30 random features
+    include some with |within-group rho| >= 0.3 by chance, and none is called explained."""
+    rng = np.random.default_rng(7)
+    units = [f"u{i}" for i in range(20)]
+    cond = pd.Series(["case"] * 10 + ["control"] * 10, index=units)
+    has = np.r_[np.ones(9), 0, np.ones(2), np.zeros(8)]
+    counts = pd.DataFrame({"M1": has.astype(int)}, index=pd.Index(units, name="unit"))
+    enr = known_motif_enrichment(counts, pd.DataFrame({"condition": cond}), motif_names={"M1": "RAP1"})
+    assert enr["fisher_q"].iat[0] <= 0.05
+    prof = pd.DataFrame(rng.normal(size=(20, 30)), index=units, columns=[f"f{i}" for i in range(30)])
+    bm = pd.DataFrame({"feature": prof.columns, "q": 0.01})
+    table, summary = cross_reference(enr, bm, prof, counts, cond, n_biomarkers=30)
+    rho = [np.mean([sst.spearmanr(prof.loc[cond == g, f], counts.loc[cond == g, "M1"]).statistic
+                    for g in ("case", "control")]) for f in prof.columns]
+    assert max(abs(r) for r in rho) >= 0.3  # what |rho| alone would have called explained
+    assert not table["explained"].any() and summary["motifs_found_by_sae"] == {}

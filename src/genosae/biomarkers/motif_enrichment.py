@@ -14,8 +14,9 @@ holds at least one hit. Per motif (and per locus for cohorts):
 
 :func:`cross_reference` then says, per significant motif, which significant SAE biomarkers carry its
 name or track it (within-group Spearman |rho| >= ``min_rho`` between the feature's unit profile and
-the motif's presence), and per SAE biomarker, which significant motifs explain it: what the SAE also found, and
-what it found that no known motif explains.
+the motif's presence, significant after BH over the biomarker x motif pairs), and per SAE
+biomarker, which significant motifs explain it: what the SAE also found, and what it found that no
+known motif explains.
 """
 
 from __future__ import annotations
@@ -210,9 +211,11 @@ def cross_reference(
         Per-unit motif presence (units × motif ids, >0 = has the motif), same units as ``profiles``.
     condition
         Per-unit group label. A feature *tracks* a motif when its within-group Spearman correlation
-        with the motif's presence (groups where the motif varies, weighted by size) reaches ``min_rho``:
-        within groups, so that a feature which merely follows the condition is not "explained" by every
-        condition-enriched motif.
+        with the motif's presence (groups where the motif varies, weighted by size) reaches ``min_rho``
+        **and** is significant: the groups' p-values combined by Stouffer's method, BH over every
+        biomarker × motif pair at ``alpha`` (so that in a small design a chance |rho| of 0.3 does not
+        count). Within groups, so that a feature which merely follows the condition is not "explained" by
+        every condition-enriched motif.
 
     Returns
     -------
@@ -232,25 +235,41 @@ def cross_reference(
     pres = (presence.loc[units] > 0).astype(np.float64)
     groups = condition.reindex(units).astype(str).to_numpy()
 
-    def within_rho(a: pd.Series, b: pd.Series) -> float:
-        num = den = 0.0
+    def within(a: pd.Series, b: pd.Series) -> tuple[float, float]:
+        """Size-weighted within-group Spearman rho and a Stouffer-combined two-sided p."""
+        num = den = z = w2 = 0.0
         for g in np.unique(groups):
             m = groups == g
             if m.sum() >= 3 and a[m].nunique() > 1 and b[m].nunique() > 1:
-                num += m.sum() * float(sst.spearmanr(a[m], b[m]).statistic)
-                den += m.sum()
-        return num / den if den else np.nan
+                r = sst.spearmanr(a[m], b[m])
+                n = float(m.sum())
+                num, den = num + n * float(r.statistic), den + n
+                z += np.sqrt(n) * np.sign(r.statistic) * sst.norm.isf(max(float(r.pvalue), 1e-300) / 2)
+                w2 += n
+        if not den:
+            return np.nan, np.nan
+        return num / den, float(2 * sst.norm.sf(abs(z) / np.sqrt(w2)))
 
+    feats = bm["feature"].astype(str).tolist()
+    fnames = bm.get("motif_name", pd.Series("", index=bm.index)).fillna("").astype(str).tolist()
+    motifs = list(zip(sig_m["motif_id"].astype(str), sig_m["motif_name"].astype(str), strict=True))
+    pairs = [(i, j, *(within(prof[f], pres[mid]) if f in prof.columns and mid in pres.columns else (np.nan, np.nan)))
+             for i, f in enumerate(feats) for j, (mid, _) in enumerate(motifs)]
+    p_pairs = np.array([pp for *_, pp in pairs], dtype=np.float64)
+    q_pairs = np.full(len(pairs), np.nan)
+    ok = np.isfinite(p_pairs)
+    if ok.any():  # BH over every biomarker x enriched-motif pair tested
+        q_pairs[ok] = benjamini_hochberg(p_pairs[ok])
     rows, found = [], {str(n): [] for n in sig_m["motif_name"]}
-    for f, name in zip(bm["feature"].astype(str), bm.get("motif_name", pd.Series("", index=bm.index)).fillna("")):
-        hits = []
-        for mid, mname in zip(sig_m["motif_id"].astype(str), sig_m["motif_name"].astype(str)):
-            named = bool(name) and _norm(name) == _norm(mname)
-            rho = within_rho(prof[f], pres[mid]) if f in prof.columns and mid in pres.columns else np.nan
-            if named or (np.isfinite(rho) and abs(rho) >= min_rho):
-                hits.append(f"{mname} (rho {rho:+.2f}{', named' if named else ''})")
-                found[mname].append(f)
-        rows.append((f, str(name), "; ".join(hits), bool(hits)))
+    hits: list[list[str]] = [[] for _ in feats]
+    for (i, j, rho, _), q in zip(pairs, q_pairs, strict=True):
+        mname = motifs[j][1]
+        named = bool(fnames[i]) and _norm(fnames[i]) == _norm(mname)
+        tracks = np.isfinite(rho) and abs(rho) >= min_rho and q <= alpha
+        if named or tracks:
+            hits[i].append(f"{mname} (rho {rho:+.2f}, q {q:.2g}{', named' if named else ''})")
+            found[mname].append(feats[i])
+    rows = [(f, name, "; ".join(h), bool(h)) for f, name, h in zip(feats, fnames, hits, strict=True)]
     table = pd.DataFrame(rows, columns=["feature", "motif_name", "explained_by", "explained"])
     found_by = {m: fs for m, fs in found.items() if fs}
     missed = [m for m, fs in found.items() if not fs]

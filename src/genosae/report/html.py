@@ -280,7 +280,8 @@ def _known_motif_section(table: pd.DataFrame | None, cross: pd.DataFrame | None,
         parts += [f"<h3>SAE biomarkers (q ≤ {alpha}) and the enriched known motifs</h3>",
                   '<p class="note"><i>explained_by</i>: an enriched motif the feature is named after, or '
                   "whose presence it tracks within case and within control units (Spearman |ρ| ≥ "
-                  f"{_fmt((summary or {}).get('min_rho', 0.3))}).</p>", _table(cross)]
+                  f"{_fmt((summary or {}).get('min_rho', 0.3))}, Stouffer-combined over the groups, BH q ≤ "
+                  f"{alpha} over every biomarker × motif pair).</p>", _table(cross)]
     return parts
 
 
