@@ -8,7 +8,7 @@ Public API
   :func:`variant_alleles`
 - :class:`FeatureRun`, :func:`open_feature_run`, :func:`feature_run_paths`: a finished run's model, SAE, catalogue
 - :class:`TrackInput`, :func:`parse_region`, :func:`read_bed_inputs`, :func:`read_fasta_inputs`
-- :func:`window_layout`, :func:`select_features`, :func:`element_thresholds`
+- :func:`window_layout`, :func:`select_features`, :func:`element_thresholds`, :func:`per_base_codes` (each base's token code)
 - :class:`TrackWriter`, :class:`TrackSpec`, :func:`write_igv_session`, :func:`write_trackdb`
 """
 
@@ -24,6 +24,7 @@ from genosae.tracks.annotate import (
     feature_run_paths,
     open_feature_run,
     parse_region,
+    per_base_codes,
     read_bed_inputs,
     read_fasta_inputs,
     select_features,
@@ -60,6 +61,7 @@ __all__ = [
     "feature_run_paths",
     "open_feature_run",
     "parse_region",
+    "per_base_codes",
     "read_bed_inputs",
     "read_fasta_inputs",
     "run_length",

@@ -58,6 +58,7 @@ __all__ = [
     "feature_run_paths",
     "open_feature_run",
     "parse_region",
+    "per_base_codes",
     "read_bed_inputs",
     "read_fasta_inputs",
     "select_features",
@@ -380,12 +381,35 @@ def element_thresholds(catalog: pd.DataFrame | None, features: Sequence[str],
 
 
 # ------------------------------------------------------------------------------------ engine
-def _encoded(encode: Callable[[np.ndarray], np.ndarray], acts: np.ndarray, cols: np.ndarray,
-             chunk: int) -> np.ndarray:
-    out = np.empty((acts.shape[0], len(cols)), dtype=np.float32)
+def per_base_codes(
+    adapter: Any,
+    encode: Callable[[np.ndarray], np.ndarray],
+    seqs: Sequence[str],
+    *,
+    reverse_complement: bool = False,
+    columns: np.ndarray | None = None,
+    keep: Sequence[tuple[int, int]] | None = None,
+    chunk: int = 8192,
+) -> tuple[np.ndarray, int]:
+    """The code of the token covering each base, for every sequence, concatenated ``[Σ bases, n]``.
+
+    ``keep[i] = (a, b)`` keeps bases ``a:b`` of sequence ``i`` (default all); ``columns`` picks SAE
+    columns (default all). Each token is encoded once (``chunk`` tokens at a time) however many bases it
+    covers. Returns the codes and the number of tokens encoded.
+    """
+    res = adapter.hidden_states(list(seqs), reverse_complement=reverse_complement)
+    offsets = np.concatenate([[0], np.cumsum([a.shape[0] for a, _ in res])])
+    rows = np.concatenate([
+        offsets[i] + base_token_rows(sp, len(seqs[i]))[slice(*keep[i]) if keep is not None else slice(None)]
+        for i, (_, sp) in enumerate(res)])
+    uniq, inv = np.unique(rows, return_inverse=True)
+    acts = np.concatenate([a.float().numpy() for a, _ in res])[uniq]
+    parts = []
     for a in range(0, acts.shape[0], chunk):
-        out[a:a + chunk] = encode(acts[a:a + chunk])[:, cols]
-    return out
+        z = encode(acts[a:a + chunk])
+        parts.append(z if columns is None else z[:, columns])
+    codes = np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros((0, 0), np.float32)
+    return codes[inv], len(uniq)
 
 
 def annotate_sequences(
@@ -454,19 +478,14 @@ def annotate_sequences(
                     seqs = [span[a - s0:b - s0] for a, b in zip(w_start[b0:b1], w_end[b0:b1], strict=True)]
                     lo, hi = int(own_s[b0]), int(own_e[b1 - 1])
                     for strand, rc in strands:
-                        res = adapter.hidden_states(seqs, reverse_complement=rc)
-                        offsets = np.concatenate([[0], np.cumsum([a.shape[0] for a, _ in res])])
-                        rows = np.concatenate([
-                            offsets[i] + base_token_rows(sp, len(seqs[i]))[own_s[b0 + i] - w_start[b0 + i]:
-                                                                       own_e[b0 + i] - w_start[b0 + i]]
-                            for i, (_, sp) in enumerate(res)])
-                        uniq, inv = np.unique(rows, return_inverse=True)
-                        acts = np.concatenate([a.float().numpy() for a, _ in res])[uniq]
-                        vals = _encoded(encode, acts, cols, token_chunk)[inv]
+                        keep = [(int(own_s[b0 + i] - w_start[b0 + i]), int(own_e[b0 + i] - w_start[b0 + i]))
+                                for i in range(len(seqs))]
+                        vals, n_tok = per_base_codes(adapter, encode, seqs, reverse_complement=rc, columns=cols,
+                                                     keep=keep, chunk=token_chunk)
                         for j, w in enumerate(writers[strand]):
                             w.add(inp.chrom, inp.start + lo, vals[:, j])
                         finders[strand].add(inp.start + lo, vals)
-                        n_encoded += len(uniq)
+                        n_encoded += n_tok
                     n_windows += b1 - b0
                     bar.update(hi - lo)
                 for strand, _ in strands:

@@ -52,9 +52,9 @@ from genosae.errors import InputError
 from genosae.genome.variants import apply_edits, haplotype_positions
 from genosae.tracks.annotate import (
     UNNAMED_LABELS,
-    base_token_rows,
     feature_run_paths,
     open_feature_run,
+    per_base_codes,
     select_features,
 )
 from genosae.tracks.writers import TrackSpec, TrackWriter, write_igv_session, write_trackdb
@@ -137,16 +137,9 @@ class VariantScores:
 
 def _per_base_codes(adapter: Any, encode: Callable[[np.ndarray], np.ndarray], seqs: Sequence[str],
                     rc: bool) -> list[np.ndarray]:
-    """``codes [len(seq), d_sae]`` per sequence: each base the code of the token covering it."""
-    res = adapter.hidden_states(list(seqs), reverse_complement=rc)
-    rows = [base_token_rows(sp, len(s)) for (_, sp), s in zip(res, seqs, strict=True)]
-    offsets = np.concatenate([[0], np.cumsum([a.shape[0] for a, _ in res])])
-    flat = np.concatenate([offsets[i] + r for i, r in enumerate(rows)])
-    uniq, inv = np.unique(flat, return_inverse=True)
-    acts = np.concatenate([a.float().numpy() for a, _ in res])[uniq]
-    codes = encode(acts)[inv]
-    cut = np.cumsum([len(s) for s in seqs])[:-1]
-    return np.split(codes, cut)
+    """``codes [len(seq), d_sae]`` per sequence (:func:`~genosae.tracks.annotate.per_base_codes`, split)."""
+    codes, _ = per_base_codes(adapter, encode, seqs, reverse_complement=rc)
+    return np.split(codes, np.cumsum([len(s) for s in seqs])[:-1])
 
 
 def score_variants(
