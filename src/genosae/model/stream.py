@@ -18,6 +18,7 @@ forward) the skipped groups to count their batches and computes only from the gr
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -27,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genosae._io import stable_hash
+from genosae.genome.reference import reverse_complement
 from genosae.model.embed import embedding_config_hash
 from genosae.model.store import windows_hash
 
@@ -84,9 +85,9 @@ class ModelActivationStream:
     def n_windows(self) -> int:
         return len(self._windows)
 
-    @property
+    @functools.cached_property
     def manifest(self) -> dict[str, Any]:
-        """Store-like provenance (what :func:`genosae.sae._cli.store_metadata` reads)."""
+        """Store-like provenance (what :func:`genosae.sae._cli.store_metadata` reads), computed once."""
         ad = self.adapter
         return {"model": ad.source, "layer": ad.layer, "d_model": ad.d_model, "tokenization": ad.tokenization,
                 "config_hash": embedding_config_hash(ad, windows_per_shard=0,
@@ -118,8 +119,6 @@ class ModelActivationStream:
             for a in range(0, self.n_windows, step):
                 seqs = self.sequences(self._windows.iloc[a:a + step])
                 for rc in self._strands():
-                    from genosae.genome.reference import reverse_complement
-
                     batch = self.adapter.tokenize([reverse_complement(s) if rc else s for s in seqs])
                     keep = batch.attention_mask.bool()
                     if exclude_special:
@@ -193,8 +192,3 @@ class ModelActivationStream:
         wmask = None if window_mask is None else np.asarray(window_mask, dtype=bool)
         per = [int(counts[w].sum()) for w in self._order(seed, shuffle, wmask, batch_size)]
         return sum(n // batch_size for n in per[:-1]) + (-(-per[-1] // batch_size) if per else 0)
-
-    def fingerprint(self) -> str:
-        """Hash of the model, layer, windows and grouping (changes when any batch would)."""
-        return stable_hash({k: self.manifest[k] for k in ("model", "layer", "config_hash", "windows_hash",
-                                                          "buffer_tokens")})
