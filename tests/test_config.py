@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from genosae.config import load_config, schema_markdown, validate_config
+from genosae.config import load_config, sae_trains_on_stream, schema_markdown, validate_config
 from genosae.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,3 +120,19 @@ def test_evo2_model_path_is_not_checked_as_a_folder(tmp_path):
     path.write_text(yaml.safe_dump({"model": {"path": "./no-such-model"}}))
     with pytest.raises(InputError, match=r"model\.path"):
         load_config(path)
+
+
+@pytest.mark.parametrize(("patch", "stream"), [
+    ({}, False),  # the demo: 1,200 x 512 tokens on the store
+    ({"atlas": {"n_windows": "all"}}, True),  # the whole genome streams
+    ({"atlas": {"n_windows": 40_000}}, True),  # 20.5 M tokens > 20 M
+    ({"atlas": {"n_windows": 30_000}}, False),
+    ({"atlas": {"n_windows": 30_000}, "model": {"reverse_complement": True}}, True),
+    ({"atlas": {"n_windows": "all"}, "sae": {"source": "store"}}, False),
+    ({"sae": {"source": "stream"}}, True),
+])
+def test_sae_source_switches_to_the_model_stream_above_the_threshold(patch, stream):
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    for key, value in patch.items():
+        cfg[key].update(value)
+    assert sae_trains_on_stream(validate_config(cfg)) is stream

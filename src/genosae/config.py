@@ -165,6 +165,20 @@ def section(config: dict[str, Any], name: str) -> dict[str, Any]:
     return validate_config({name: config[name]} if name in config else {})[name]
 
 
+def sae_trains_on_stream(config: dict) -> bool:
+    """Whether the SAE trains on the model stream (``sae.source``; ``auto``: the atlas is the whole
+    genome or holds more than ``sae.stream_min_tokens`` tokens = windows x size x strands)."""
+    sae = config["sae"]
+    source = sae.get("source", "auto")
+    if source != "auto":
+        return source == "stream"
+    n_windows = config["atlas"]["n_windows"]
+    if n_windows == "all":
+        return True
+    strands = 2 if config["model"].get("reverse_complement") else 1
+    return int(n_windows) * int(config["windows"]["size"]) * strands > int(sae.get("stream_min_tokens", 20_000_000))
+
+
 def schema_markdown(schema: dict | None = None) -> str:
     """Render every config key of the schema as a Markdown table (used for config/README.md)."""
     schema = schema or load_schema()

@@ -27,15 +27,22 @@ from genosae.features.activations import (
     window_activations,
     window_split,
 )
-from genosae.features.alignment import align_concepts, align_store, token_concepts, trivial_f1
+from genosae.features.alignment import (
+    align_concepts,
+    align_source,
+    align_store,
+    token_concepts,
+    trivial_f1,
+)
 from genosae.features.catalog import (
     baseline_summary,
     build_catalog,
+    feature_statistics,
     match_saes,
     strand_alignment,
     window_feature_matrix,
 )
-from genosae.features.motifs import codon_preference
+from genosae.features.motifs import codon_preference, top_sites
 
 
 def test_feature_activations_match_dense_encode(fake_store, fake_sae_factory, tmp_path):
@@ -264,14 +271,33 @@ def test_codon_preference_and_strand_alignment():
     assert cp.loc["f0", "frame_pref"] == 2 and cp.loc["f0", "frame_share"] == 1.0
     assert cp.loc["f0", "cds_strand_pref"] == "+" and cp.loc["f0", "cds_fraction"] == 1.0
     assert codon_preference(sp.csr_matrix(codes), sp.csr_matrix(memb[:, 6:]), ["other"]).empty
-    tokens = pd.DataFrame({"strand": np.where(np.arange(n) < 150, "+", "-")})
-    cal = np.arange(n) % 2 == 0
-    best = pd.Series(["codon_pos2(+)", "other"], index=["f0", "f1"])
-    st = strand_alignment(sp.csr_matrix(codes), sp.csr_matrix(memb), tokens, cal, names, best,
-                          feature_names=["f0", "f1"])
-    assert st.loc["f0", "f1_forward"] == 1.0 and st.loc["f0", "f1_reverse"] == 0.0
-    one = strand_alignment(sp.csr_matrix(codes), sp.csr_matrix(memb), tokens.assign(strand="+"), cal, names,
-                           best, feature_names=["f0", "f1"])
+
+
+def test_strand_alignment_scores_each_orientation_on_its_own():
+    """f0 fires exactly on the sites of the + windows and never on - windows: F1 1 forward, 0 reverse."""
+    n_win, L = 10, 30
+    windows = pd.DataFrame({"window_id": [f"w{i}" for i in range(n_win)], "chrom": "chr1",
+                            "start": np.arange(n_win) * L, "end": np.arange(n_win) * L + L,
+                            "strand": ["+"] * 5 + ["-"] * 5})
+    pos = np.arange(n_win * L)
+    w = pos // L
+    tokens = pd.DataFrame({"window_index": w, "token_index": pos % L, "chrom": "chr1", "bp_start": pos,
+                           "bp_end": pos + 1, "strand": windows["strand"].to_numpy()[w],
+                           "window_id": windows["window_id"].to_numpy()[w], "has_n": False})
+    site = pos[pos % 3 == 1]
+    concepts = pd.DataFrame({"chrom": "chr1", "start": site, "end": site + 1, "strand": "+", "concept": "site",
+                             "name": [f"s{i}" for i in range(site.size)]})
+    codes = np.zeros((pos.size, 2), np.float32)
+    codes[:, 0] = (pos % 3 == 1) & (pos < 5 * L)
+    codes[::2, 1] = 1.0
+    acts = FeatureActs(sp.csr_matrix(codes), tokens, ["f0", "f1"])
+    cal = np.arange(n_win) % 2 == 0
+    best = pd.Series(["site", "site"], index=["f0", "f1"])
+    for batch_size in (30, 1000):  # one window per batch or all at once: the same counts
+        st = strand_alignment(acts, windows, concepts, cal, ["site"], best, batch_size=batch_size)
+        assert st.loc["f0", "f1_forward"] == 1.0 and st.loc["f0", "f1_reverse"] == 0.0
+        assert 0 < st.loc["f1", "f1_forward"] < 1
+    one = strand_alignment(acts, windows.assign(strand="+"), concepts, cal, ["site"], best)
     assert one.empty
 
 
@@ -280,7 +306,7 @@ def test_build_catalog_on_planted(planted):
                        calibration_mask=planted.cal_tokens, concept_names=planted.concept_names,
                        window_index=planted.acts.tokens["window_index"].to_numpy())
     genes = pd.DataFrame({"chrom": ["chr1"], "start": [0], "end": [50], "name": ["GENE1"]})
-    cat = build_catalog(planted.acts, a, genes=genes)
+    cat = build_catalog(feature_statistics(planted.acts), a, sites=top_sites(planted.acts, n_top=3), genes=genes)
     assert list(cat.index) == ["f0", "f1", "f2", "f3"]
     assert cat.loc["f0", "best_concept"] == f"motif:{planted.motif}" and cat.loc["f0", "captured"]
     assert cat.loc["f0", "label"] == f"motif:{planted.motif} (F1 1.00)"
@@ -350,3 +376,48 @@ def test_window_aggregates_agree_across_callers(fake_store, fake_sae_factory):
     windows = fake_store.windows.assign(region_id=[f"u{i}" for i in pair], group=np.where(pair % 2, "a", "b"))
     adata = region_profiles(wa, None, windows)
     np.testing.assert_array_equal(adata.layers["max"], np.maximum(wa.max[0::2], wa.max[1::2]))
+
+
+def test_feature_statistics_streamed_equal_in_memory(fake_store, fake_sae_factory):
+    """Counts and maxima are exact whatever the batch; quantiles within one log bin (0.7 %) of numpy's."""
+    acts = feature_activations(fake_sae_factory(), fake_store)
+    for batch_size in (7, 100_000):
+        st = feature_statistics(acts, batch_size=batch_size,
+                                gc_content=lambda t: np.interp(t["bp_start"].to_numpy(), [0, 10_000], [0, 1]))
+        csc = acts.codes.tocsc()
+        for f in range(acts.n_features):
+            d = csc.data[csc.indptr[f]:csc.indptr[f + 1]]
+            assert st.iloc[f]["n_active"] == d.size
+            if d.size:
+                assert st.iloc[f]["max_activation"] == pytest.approx(d.max())
+                for q, col in ((0.5, "q50"), (0.9, "q90"), (0.99, "q99")):
+                    assert st.iloc[f][col] == pytest.approx(np.quantile(d, q), rel=0.01)
+        y = np.interp(acts.tokens["bp_start"].to_numpy(), [0, 10_000], [0, 1])
+        x = acts.codes.toarray()
+        for f in range(acts.n_features):
+            if x[:, f].std() > 0 and y.std() > 0:
+                assert st.iloc[f]["gc_corr"] == pytest.approx(np.corrcoef(x[:, f], y)[0, 1], abs=1e-6)
+
+
+def test_align_source_streamed_equals_in_memory(planted):
+    """The streamed alignment (whole-window batches of any size) gives align_concepts' table exactly;
+    domain recall counts an instance once per window it lies in."""
+    from genosae.features.alignment import window_instances
+
+    acts, w = planted.acts, planted.acts.tokens["window_index"].to_numpy()
+    cal_w = np.zeros(int(w.max()) + 1, bool)
+    cal_w[np.unique(w[planted.cal_tokens])] = True
+    want = align_concepts(acts.codes, planted.membership, window_instances(planted.instances, w, len(cal_w)),
+                          calibration_mask=cal_w[w], concept_names=planted.concept_names, window_index=w)
+    inst = planted.instances.tocsc()
+    rows = []
+    for c, name in enumerate(planted.concept_names):  # the concepts table behind membership/instances
+        col = inst[:, c].tocoo()
+        ids = pd.DataFrame({"pos": col.row, "id": col.data}).groupby("id")["pos"].agg(["min", "max"])
+        rows.append(pd.DataFrame({"chrom": "chr1", "start": ids["min"].to_numpy(), "end": ids["max"].to_numpy() + 1,
+                                  "strand": "+", "concept": name, "name": [f"{c}_{i}" for i in ids.index]}))
+    concepts = pd.concat(rows, ignore_index=True)
+    for batch_size in (50, 10**6):
+        got = align_source(acts, concepts, concept_names=planted.concept_names, calibration_windows=cal_w,
+                           batch_size=batch_size)
+        pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-9)

@@ -23,7 +23,8 @@ from genosae.features.motifs import (
     naming_params,
     null_queries,
     pwm_from_sequences,
-    random_site_features,
+    queries_from_sites,
+    random_sites,
     relative_entropy,
     stream_peak_sites,
     top_sites,
@@ -73,10 +74,10 @@ def test_too_few_sites_gives_no_query(jaspar_planted, jaspar_fungi):
 def test_pure_noise_features_get_no_names_and_the_null_agrees(jaspar_planted, jaspar_fungi):
     """300 noise features (random peak sites): no names, and the null predicts about none."""
     d = jaspar_planted
-    noise = random_site_features(d.acts, 300, 200, seed=99)
+    noise = random_sites(d.acts, 300, 200, n_windows=len(d.windows), seed=99)
     p = NamingParams()
     bg = background_composition(d.sequences)
-    queries, stats, _ = feature_queries(noise, d.windows, d.sequences, bg, p)
+    queries, stats, _ = queries_from_sites(noise, [f"null{i}" for i in range(300)], d.windows, d.sequences, bg, p)
     nulls = null_queries(d.acts, d.windows, d.sequences, bg, p, n_pseudo=300, seed=5)
     names, summary = name_features(queries, stats, jaspar_fungi, nulls, params=p)
     assert summary["n_tried"] == 300

@@ -121,6 +121,18 @@ def test_atlas_windows_nonoverlapping():
         atlas_windows({"c": 1000}, n_windows=5, size=512)
 
 
+def test_atlas_all_tiles_every_slot_of_every_chromosome():
+    sizes = {"c1": 100_000, "c2": 50_000, "c3": 3_000}
+    w = atlas_windows(sizes, n_windows="all", size=512, seed=2)
+    for c, n in sizes.items():
+        g = w[w["chrom"] == c]
+        assert (g["start"].to_numpy()[1:] == g["end"].to_numpy()[:-1]).all()  # contiguous tiling
+        assert g["start"].min() < 512 and n - g["end"].max() < 512 + 512  # from the offset to the end
+        assert len(g) == (n - g["start"].min()) // 512
+    with pytest.raises(InputError, match="'all'"):
+        atlas_windows(sizes, n_windows="most", size=512)
+
+
 def test_region_design_and_windows(small_genome, tmp_path):
     fasta, gff, _ = small_genome
     ref = Reference.open(fasta)

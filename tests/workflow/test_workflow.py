@@ -56,7 +56,7 @@ def test_tiny_run_produces_every_output_and_reruns_as_noop(tiny_run):
     catalog = pd.read_csv(out / "features" / "feature_catalog.csv")
     assert len(catalog) > 0
     assert (out / "sae" / "seed0" / "eval_metrics.json").exists()
-    assert any((tiny_run / "logs").rglob("*.log"))
+    assert any((out / "logs").rglob("*.log"))
     assert any((out / "benchmarks").rglob("*.tsv"))
     again = run_snakemake(tiny_run, "--cores", "1", "--dry-run")
     assert "Nothing to be done" in again.stdout + again.stderr

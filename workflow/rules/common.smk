@@ -4,7 +4,13 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from genosae._io import stable_hash
-from genosae.config import check_inputs, schema_path, simulated_design_dir, validate_config
+from genosae.config import (
+    check_inputs,
+    sae_trains_on_stream,
+    schema_path,
+    simulated_design_dir,
+    validate_config,
+)
 
 # Validate before anything runs: unknown keys, wrong types and missing files stop here with the key path.
 validate(config, schema=str(schema_path()), set_default=False)
@@ -12,7 +18,7 @@ config = validate_config(config, source="config")
 check_inputs(config, source="config")
 
 OUT = config["outdir"]
-LOGS = "logs"
+LOGS = f"{OUT}/logs"  # per output folder, so two configs never share a log
 BENCH = f"{OUT}/benchmarks"
 REF = f"{OUT}/reference"
 
@@ -41,7 +47,9 @@ def cfg_hash(*sections):
 
 DESIGNS = list(config["designs"])
 SIMULATED = [d for d in DESIGNS if config["designs"][d].get("simulate")]
-SIM_DIR = simulated_design_dir(OUT, "{design}")  # a simulated design's sheet, regions and truth
+SIM_DIR = simulated_design_dir(
+    OUT, "{design}"
+)  # a simulated design's sheet, regions and truth
 N_SHARDS = config["embed"]["n_shards"]
 SEEDS = config["sae"]["seeds"]
 MAIN_SEED = SEEDS[0]

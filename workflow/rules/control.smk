@@ -47,7 +47,8 @@ rule control_embed:
     params:
         cfg=cfg_hash("model", "embed", "control_model"),
     shell:
-        genosae("embed") + f" --windows {{input.windows}} --reference-dir {REF} --model {{input.model}}"
+        genosae("embed")
+        + f" --windows {{input.windows}} --reference-dir {REF} --model {{input.model}}"
         " --out {output} --no-progress > {log} 2>&1"
 
 
@@ -73,3 +74,24 @@ rule control_train_sae:
     shell:
         genosae("train-sae")
         + f" --store {{input}} --out {CONTROL_SAE} --seed {MAIN_SEED} --threads {{threads}} > {{log}} 2>&1"
+
+
+rule control_encode_codes:
+    input:
+        store=CONTROL_STORE,
+        sae=f"{CONTROL_SAE}/cfg.json",
+    output:
+        directory(f"{CONTROL_DIR}/codes/atlas"),
+    log:
+        f"{LOGS}/control_model/encode_codes.log",
+    benchmark:
+        f"{BENCH}/control_model/encode_codes.tsv"
+    conda:
+        "../envs/genosae.yaml"
+    threads: config["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        genosae("encode-codes")
+        + f" --store {{input.store}} --sae {CONTROL_SAE} --out {{output}} --no-progress > {{log}} 2>&1"

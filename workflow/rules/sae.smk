@@ -1,9 +1,18 @@
 STORE = f"{OUT}/embed/atlas/store"
 
 
+# Above sae.stream_min_tokens (or for the whole genome) the SAE trains on the model run over the atlas
+# windows through a shuffle buffer, in parallel with the embedding, instead of reading the store.
+SAE_FROM_STREAM = sae_trains_on_stream(config)
+
+
 rule train_sae:
     input:
-        STORE,
+        (
+            [f"{OUT}/windows/atlas.windows.tsv", f"{REF}/genome.fa"]
+            if SAE_FROM_STREAM
+            else [STORE]
+        ),
     output:
         cfg=f"{OUT}/sae/seed{{seed}}/cfg.json",
         weights=f"{OUT}/sae/seed{{seed}}/sae_weights.safetensors",
@@ -21,9 +30,14 @@ rule train_sae:
     params:
         cfg=cfg_hash("sae", "atlas"),
         outdir=lambda wc: f"{OUT}/sae/seed{wc.seed}",
+        source=(
+            f"--windows {OUT}/windows/atlas.windows.tsv --reference-dir {REF}"
+            if SAE_FROM_STREAM
+            else f"--store {STORE}"
+        ),
     shell:
         genosae("train-sae")
-        + " --store {input} --out {params.outdir} --seed {wildcards.seed} --threads {threads} > {log} 2>&1"
+        + " {params.source} --out {params.outdir} --seed {wildcards.seed} --threads {threads} > {log} 2>&1"
 
 
 rule evaluate_sae:

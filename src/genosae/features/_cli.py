@@ -18,6 +18,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reference-dir", default="results/reference",
                    help="folder with concepts.tsv.gz, motifs.meme and genome.fa")
     p.add_argument("--out", default="results/features", help="output folder")
+    p.add_argument("--codes", default=None,
+                   help="the SAE's code store of --store (genosae encode-codes): every pass reads it shard by "
+                        "shard; without it the SAE re-encodes the store on each pass")
     p.add_argument("--sae-replicate", default=None, help="second SAE (other seed) for the replicates column")
     p.add_argument("--seed", type=int, default=None, help="calibration split seed (default: config seed or 0)")
     p.add_argument("--baseline-tokens", type=int, default=None,
@@ -26,6 +29,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--control-store", default=None,
                    help="activation store of the control model (same windows; genosae embed --model <control>)")
     p.add_argument("--control-sae", default=None, help="SAE trained on the control store")
+    p.add_argument("--control-codes", default=None, help="the control SAE's code store of --control-store")
     p.add_argument("--control-out", default=None, help="folder for the control's catalogue (with --control-store)")
     p.add_argument("--no-logos", action="store_true", help="skip logo PNGs (faster)")
     p.add_argument("--max-logos", type=int, default=256,
@@ -102,7 +106,8 @@ def _features(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens, make_logos=not args.no_logos, max_logos=args.max_logos,
         n_jobs=max(1, int(config.get("threads", 1))), config=config, naming=naming_params(fcfg),
         n_null=fcfg.get("motif_null_pseudofeatures", 1000), capture_min_sites=fcfg.get("motif_capture_min_sites", 10),
-        control_store=control_store, control_sae=control_sae, control_out=args.control_out,
+        control_store=control_store, control_sae=control_sae, control_out=args.control_out, codes=args.codes,
+        control_codes=args.control_codes,
     )
     for name, path in paths.items():
         print(f"{name}\t{path}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -25,7 +25,11 @@ from genosae.errors import InputError
 
 __all__ = [
     "TOKEN_COLUMNS",
+    "CodeSource",
+    "EncodedSource",
     "FeatureActs",
+    "FeatureBatch",
+    "FeatureSource",
     "LinearUnits",
     "WindowActs",
     "calibration_windows",
@@ -40,6 +44,7 @@ __all__ = [
     "segment_sum",
     "store_mean",
     "window_activations",
+    "window_batches",
     "window_split",
 ]
 
@@ -129,6 +134,18 @@ class FeatureActs:
         return FeatureActs(self.codes[mask], self.tokens.loc[mask].reset_index(drop=True),
                            list(self.feature_names), self.kind, dict(self.meta))
 
+    def iter_batches(self, batch_size: int = 65_536) -> Iterator[FeatureBatch]:
+        """Rows in batches of whole windows (:class:`FeatureSource`), windows in ascending order."""
+        order = np.argsort(self.tokens["window_index"].to_numpy(), kind="stable")
+        w = self.tokens["window_index"].to_numpy()[order]
+        for a, b in window_batches(w, batch_size):
+            rows = order[a:b]
+            yield FeatureBatch(self.codes[rows], self.tokens.iloc[rows].reset_index(drop=True), rows)
+
+    def window_counts(self, n_windows: int) -> np.ndarray:
+        """Kept tokens per window ``[n_windows]``."""
+        return np.bincount(self.tokens["window_index"].to_numpy(np.int64), minlength=n_windows)
+
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write ``codes.npz``, ``tokens.parquet`` and ``meta.json`` into folder ``path`` (atomically)."""
         path = Path(path)
@@ -205,24 +222,31 @@ def iter_token_batches(
         tokens = _token_frame(shard, keep, windows)
         order = np.argsort(tokens["window_index"].to_numpy(), kind="stable")
         idx, tokens = idx[order], tokens.iloc[order].reset_index(drop=True)
-        w = tokens["window_index"].to_numpy()
-        starts = np.flatnonzero(np.r_[True, w[1:] != w[:-1]])
-        ends = np.r_[starts[1:], w.size]
-        cuts = [0]
-        for st, en in zip(starts[1:], ends[1:], strict=True):  # close a batch before a window that overflows it
-            if en - cuts[-1] > batch_size:
-                cuts.append(int(st))
-        cuts.append(w.size)
-        for a, b in itertools.pairwise(cuts):
-            if b > a:
-                yield acts[idx[a:b]].astype(np.float32, copy=False), tokens.iloc[a:b].reset_index(drop=True)
+        for a, b in window_batches(tokens["window_index"].to_numpy(), batch_size):
+            yield acts[idx[a:b]].astype(np.float32, copy=False), tokens.iloc[a:b].reset_index(drop=True)
 
 
-def _kept_shards(store: StoreLike, exclude_special: bool, max_tokens: int | None
-                 ) -> Iterator[tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray]]:
-    """``(shard, acts, keep mask, kept row indices)`` per shard, up to the first ``max_tokens`` kept tokens."""
+def window_batches(window_index: np.ndarray, batch_size: int) -> list[tuple[int, int]]:
+    """Cut rows grouped by window (``window_index`` sorted or at least grouped) into ``[a, b)`` batches
+    of whole windows, each ≤ ``batch_size`` rows unless one window alone is longer."""
+    w = np.asarray(window_index)
+    if w.size == 0:
+        return []
+    starts = np.flatnonzero(np.r_[True, w[1:] != w[:-1]])
+    ends = np.r_[starts[1:], w.size]
+    cuts = [0]
+    for st, en in zip(starts[1:], ends[1:], strict=True):  # per window: close a batch before it overflows
+        if en - cuts[-1] > batch_size:
+            cuts.append(int(st))
+    cuts.append(int(w.size))
+    return [(a, b) for a, b in itertools.pairwise(cuts) if b > a]
+
+
+def _kept_rows(shards: Iterable[dict[str, Any]], exclude_special: bool, max_tokens: int | None
+               ) -> Iterator[tuple[dict[str, Any], np.ndarray, np.ndarray]]:
+    """``(shard, keep mask, kept row indices)`` per shard, up to the first ``max_tokens`` kept tokens."""
     n_done = 0
-    for shard in store.iter_shards():
+    for shard in shards:
         keep = _keep_mask(shard, exclude_special)
         if max_tokens is not None:
             room = max_tokens - n_done
@@ -231,6 +255,13 @@ def _kept_shards(store: StoreLike, exclude_special: bool, max_tokens: int | None
             keep &= np.cumsum(keep) <= room
         idx = np.flatnonzero(keep)
         n_done += idx.size
+        yield shard, keep, idx
+
+
+def _kept_shards(store: StoreLike, exclude_special: bool, max_tokens: int | None
+                 ) -> Iterator[tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray]]:
+    """``(shard, acts, keep mask, kept row indices)`` per shard, up to the first ``max_tokens`` kept tokens."""
+    for shard, keep, idx in _kept_rows(store.iter_shards(), exclude_special, max_tokens):
         yield shard, np.asarray(shard["acts"]), keep, idx
 
 
@@ -374,6 +405,125 @@ def numpy_encoder(sae: Encoder, device: str = "cpu") -> Callable[[np.ndarray], n
             return sae.encode(x).float().cpu().numpy()
 
     return encode
+
+
+@dataclass
+class FeatureBatch:
+    """One batch of a :class:`FeatureSource`: whole windows' tokens.
+
+    Attributes
+    ----------
+    codes
+        ``csr_matrix`` float32 ``[n, n_features]``, sorted indices.
+    tokens
+        :data:`TOKEN_COLUMNS` per row.
+    rows
+        Each row's index in the source's token order (what :func:`~genosae.features.motifs.top_sites`
+        reports as ``row``; ties between equal activations go to the lower row).
+    """
+
+    codes: sp.csr_matrix
+    tokens: pd.DataFrame
+    rows: np.ndarray
+
+
+class FeatureSource(Protocol):
+    """Feature activations read as a stream of whole-window batches (flat memory).
+
+    Implemented by :class:`FeatureActs` (in memory), :class:`CodeSource` (a code store on disk,
+    :mod:`genosae.sae.codes`) and :class:`EncodedSource` (an SAE encoding an activation store on the
+    fly). Every window's tokens arrive in one batch, and each window in exactly one batch.
+    """
+
+    feature_names: list[str]
+
+    def iter_batches(self, batch_size: int = 65_536) -> Iterator[FeatureBatch]: ...
+
+    def window_counts(self, n_windows: int) -> np.ndarray: ...
+
+
+def _shard_batches(shards: Iterable[dict[str, Any]], windows: pd.DataFrame, codes_of: Callable[[dict, np.ndarray],
+                   sp.csr_matrix], batch_size: int, exclude_special: bool, max_tokens: int | None
+                   ) -> Iterator[FeatureBatch]:
+    """Whole-window batches of the kept tokens of ``shards``; ``codes_of(shard, kept rows)`` gives their codes."""
+    n_before = 0
+    for shard, keep, idx in _kept_rows(shards, exclude_special, max_tokens):
+        if idx.size == 0:
+            continue
+        tokens = _token_frame(shard, keep, windows)
+        order = np.argsort(tokens["window_index"].to_numpy(), kind="stable")
+        codes = sp.csr_matrix(codes_of(shard, idx[order]), dtype=np.float32)
+        codes.sort_indices()
+        tokens = tokens.iloc[order].reset_index(drop=True)
+        for a, b in window_batches(tokens["window_index"].to_numpy(), batch_size):
+            yield FeatureBatch(codes[a:b], tokens.iloc[a:b].reset_index(drop=True),
+                               n_before + np.arange(a, b, dtype=np.int64))
+        n_before += idx.size
+
+
+def _counts(shards: Iterable[dict[str, Any]], n_windows: int, exclude_special: bool, max_tokens: int | None
+            ) -> np.ndarray:
+    out = np.zeros(n_windows, np.int64)
+    for shard, keep, _ in _kept_rows(shards, exclude_special, max_tokens):
+        out += np.bincount(np.asarray(shard["window_index"])[keep].astype(np.int64), minlength=n_windows)
+    return out
+
+
+class CodeSource:
+    """A :class:`FeatureSource` over a code store (``genosae encode-codes``): reads one shard at a time.
+
+    Tokens are kept as :func:`feature_activations` keeps them (``exclude_special``, the first
+    ``max_tokens``), so the rows are the same as those of the SAE run on the source store.
+    """
+
+    def __init__(self, codes: Any, *, exclude_special: bool = True, max_tokens: int | None = None) -> None:
+        from genosae.sae.codes import CodeStore
+
+        self.codes = codes if isinstance(codes, CodeStore) else CodeStore(codes)
+        if not self.codes.complete:
+            raise InputError("the code store is unfinished; finish `genosae encode-codes` first", path=self.codes.path)
+        self.feature_names = [f"f{i}" for i in range(self.codes.d_sae)]
+        self.exclude_special, self.max_tokens = exclude_special, max_tokens
+
+    @property
+    def windows(self) -> pd.DataFrame:
+        return self.codes.windows
+
+    def iter_batches(self, batch_size: int = 65_536) -> Iterator[FeatureBatch]:
+        yield from _shard_batches(self.codes.iter_shards(), self.windows, lambda sh, rows: sh["codes"][rows],
+                                  batch_size, self.exclude_special, self.max_tokens)
+
+    def window_counts(self, n_windows: int) -> np.ndarray:
+        return _counts(self.codes.iter_shards(), n_windows, self.exclude_special, self.max_tokens)
+
+
+class EncodedSource:
+    """A :class:`FeatureSource` that encodes an activation store with an SAE on the fly (no disk)."""
+
+    def __init__(self, sae: Encoder, store: Any, *, device: str = "cpu", exclude_special: bool = True,
+                 max_tokens: int | None = None, encode_batch: int = 4096) -> None:
+        self.store, self.encode = store, numpy_encoder(sae, device)
+        d_sae = int(getattr(sae, "d_sae", 0)) or self.encode(np.zeros((1, store.d_model), np.float32)).shape[1]
+        self.feature_names = [f"f{i}" for i in range(d_sae)]
+        self.exclude_special, self.max_tokens, self.encode_batch = exclude_special, max_tokens, encode_batch
+
+    @property
+    def windows(self) -> pd.DataFrame:
+        return self.store.windows
+
+    def _codes(self, shard: dict[str, Any], rows: np.ndarray) -> sp.csr_matrix:
+        acts = np.asarray(shard["acts"])
+        parts = [sp.csr_matrix(self.encode(acts[rows[a:a + self.encode_batch]]))
+                 for a in range(0, rows.size, self.encode_batch)]
+        return sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, len(self.feature_names)))
+
+    def iter_batches(self, batch_size: int = 65_536) -> Iterator[FeatureBatch]:
+        yield from _shard_batches(self.store.iter_shards(), self.windows, self._codes, batch_size,
+                                  self.exclude_special, self.max_tokens)
+
+    def window_counts(self, n_windows: int) -> np.ndarray:
+        shards = self.store.iter_shards(columns=["window_index", "bp_start", "is_special"])
+        return _counts(shards, n_windows, self.exclude_special, self.max_tokens)
 
 
 def feature_activations(

@@ -37,12 +37,15 @@ __all__ = [
     "ALIGNMENT_COLUMNS",
     "AlignmentCounts",
     "align_concepts",
+    "align_source",
     "align_store",
     "best_per_concept",
     "best_per_feature",
+    "calibration_maxima",
     "threshold_matrix",
     "token_concepts",
     "trivial_f1",
+    "window_instances",
 ]
 
 ALIGNMENT_COLUMNS = (
@@ -586,6 +589,86 @@ def align_store(
     return {k: counts[k].result(concept_names=concept_names, feature_names=units[k].feature_names,  # type: ignore[attr-defined]
                                 min_f1=min_f1, min_mcc=min_mcc, min_margin=min_margin, fdr=fdr)
             for k in units}
+
+
+def window_instances(instances: sp.spmatrix, window_index: np.ndarray, n_windows: int) -> sp.csr_matrix:
+    """Instance ids made per window: an instance seen in two windows (overlapping windows, both strands)
+    counts once in each, so every instance lies in one window and whole-window chunks count exactly."""
+    inst = sp.csr_matrix(instances, dtype=np.int64, copy=True)
+    rows = np.repeat(np.arange(inst.shape[0]), np.diff(inst.indptr))
+    w = np.asarray(window_index, dtype=np.int64)[rows]
+    inst.data = np.where(inst.data > 0, (inst.data - 1) * n_windows + w + 1, 0)
+    return inst
+
+
+def calibration_maxima(source: Any, calibration_windows: np.ndarray, *, batch_size: int = 65_536,
+                       select: Callable[[pd.DataFrame], np.ndarray] | None = None) -> np.ndarray:
+    """Each feature's largest activation on the calibration tokens of a feature source (streamed)."""
+    cal_w = np.asarray(calibration_windows, dtype=bool)
+    out = np.zeros(len(source.feature_names), np.float32)
+    for batch in source.iter_batches(batch_size):
+        cal = cal_w[batch.tokens["window_index"].to_numpy()]
+        if select is not None:
+            cal &= np.asarray(select(batch.tokens), dtype=bool)
+        if cal.any():
+            out = np.maximum(out, batch.codes[cal].max(axis=0).toarray().ravel())
+    return out
+
+
+def align_source(
+    source: Any,
+    concepts: pd.DataFrame,
+    *,
+    concept_names: Sequence[str],
+    calibration_windows: np.ndarray,
+    thresholds: Sequence[float] = (0.0, 0.15, 0.5, 0.6, 0.8),
+    domains: bool = True,
+    windowed: bool = True,
+    select: Callable[[pd.DataFrame], np.ndarray] | None = None,
+    batch_size: int = 65_536,
+    min_f1: float = 0.5,
+    min_mcc: float = 0.3,
+    min_margin: float = 0.1,
+    fdr: float = 0.05,
+) -> pd.DataFrame:
+    """:func:`align_concepts` of a feature source (:class:`~genosae.features.activations.FeatureSource`),
+    streamed in whole-window batches: flat memory whatever the number of tokens.
+
+    Two passes: the calibration maxima (:func:`calibration_maxima`), then the counts
+    (:class:`AlignmentCounts`) and the domain hits (:func:`domain_hits`, instances made per window by
+    :func:`window_instances`). ``select`` (tokens → bool) restricts both passes to some tokens (e.g.
+    one strand); ``windowed=False`` skips the window-level test (``p`` NaN).
+    """
+    from genosae.genome.concepts import ConceptIndex
+
+    cal_w = np.asarray(calibration_windows, dtype=bool)
+    thr = _check_thresholds(thresholds)
+    names = list(concept_names)
+    thr_abs = threshold_matrix(calibration_maxima(source, cal_w, batch_size=batch_size, select=select), thr)
+    counts = AlignmentCounts(thr_abs, len(names), thresholds=thr)
+    index = ConceptIndex(concepts, names)
+    n_win = len(cal_w)
+    hits = np.zeros((thr.size, len(source.feature_names), len(names)), np.int64)
+    n_inst = np.zeros(len(names), np.int64)
+    for batch in source.iter_batches(batch_size):
+        codes, tokens = batch.codes, batch.tokens
+        if select is not None:
+            keep = np.asarray(select(tokens), dtype=bool)
+            codes, tokens = codes[keep], tokens.loc[keep].reset_index(drop=True)
+        if codes.shape[0] == 0:
+            continue
+        win = tokens["window_index"].to_numpy(np.int64)
+        cal = cal_w[win]
+        memb, inst = index.label(tokens["chrom"].to_numpy(), tokens["bp_start"].to_numpy(np.int64))
+        counts.add(codes, memb, calibration_mask=cal, window_index=win if windowed else None)
+        if domains:
+            level = threshold_levels(codes, thr_abs)
+            h, n = domain_hits(level, codes, ~cal, window_instances(inst, win, n_win), thr.size)
+            hits += h
+            n_inst += n
+    return counts.result(concept_names=names, feature_names=source.feature_names,
+                         domain=(hits, n_inst) if domains else None, min_f1=min_f1, min_mcc=min_mcc,
+                         min_margin=min_margin, fdr=fdr)
 
 
 def best_per_feature(alignment: pd.DataFrame, *, fdr: float = 0.05) -> pd.DataFrame:

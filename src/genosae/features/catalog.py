@@ -7,7 +7,7 @@ replicate matching between two SAEs, forward/reverse-strand alignment and the An
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,14 +16,15 @@ import pandas as pd
 import scipy.sparse as sp
 
 from genosae._io import atomic_path
-from genosae.features.activations import FeatureActs, segment_max, segment_sum
-from genosae.features.alignment import align_concepts, best_per_concept, best_per_feature
+from genosae.features.activations import FeatureSource, segment_max, segment_sum
+from genosae.features.alignment import align_source, best_per_concept, best_per_feature
 
 __all__ = [
     "MOTIF_LABEL_COLUMNS",
     "baseline_summary",
     "build_catalog",
     "feature_labels",
+    "feature_statistics",
     "match_saes",
     "motif_labels",
     "strand_alignment",
@@ -35,25 +36,102 @@ MatchMethod = Literal["hungarian", "max"]
 _MATCH_METHODS: tuple[str, ...] = ("hungarian", "max")
 
 
-def _quantiles(codes: sp.csr_matrix, qs: Sequence[float]) -> np.ndarray:
-    """Quantiles of each feature's nonzero activations ``[F, len(qs)]`` (NaN for silent features)."""
-    csc = codes.tocsc()
-    csc.sort_indices()
-    out = np.full((csc.shape[1], len(qs)), np.nan)
-    for f in range(csc.shape[1]):  # per feature
-        d = csc.data[csc.indptr[f]:csc.indptr[f + 1]]
-        if d.size:
-            out[f] = np.quantile(d, qs)
+#: Log-spaced bins per feature behind the catalogue's quantiles: from max × 1e-6 to max, so a
+#: quantile is within 0.7 % (one bin) of the exact one.
+QUANTILE_BINS = 2048
+_QUANTILE_DECADES = 6.0
+
+
+def _bin_of(values: np.ndarray, max_of: np.ndarray) -> np.ndarray:
+    ratio = np.log10(np.maximum(values, 1e-30) / np.maximum(max_of, 1e-30))
+    b = np.floor((ratio + _QUANTILE_DECADES) * QUANTILE_BINS / _QUANTILE_DECADES).astype(np.int64)
+    return np.clip(b, 0, QUANTILE_BINS - 1)
+
+
+def _hist_quantiles(hist_FB: np.ndarray, max_F: np.ndarray, qs: Sequence[float]) -> np.ndarray:
+    """Quantiles ``[F, len(qs)]`` of each feature's positive activations from its log histogram: the
+    two order statistics around ``q (n - 1)`` (each placed inside its bin) linearly interpolated, as
+    :func:`numpy.quantile` does with the exact values."""
+    n = hist_FB.sum(1)
+    cum = np.cumsum(hist_FB, axis=1)
+    step = _QUANTILE_DECADES / QUANTILE_BINS
+
+    def order_stat(i: np.ndarray) -> np.ndarray:  # value of the i-th smallest (0-based), per feature
+        b = np.minimum((cum <= i[:, None]).sum(1), QUANTILE_BINS - 1)
+        inside = np.take_along_axis(hist_FB, b[:, None], 1)[:, 0]
+        before = np.take_along_axis(cum, b[:, None], 1)[:, 0] - inside
+        frac = np.clip(np.divide(i - before + 0.5, inside, out=np.zeros(len(i)), where=inside > 0), 0, 1)
+        return np.minimum(max_F * 10.0 ** ((b + frac) * step - _QUANTILE_DECADES), max_F)
+
+    out = np.full((hist_FB.shape[0], len(qs)), np.nan)
+    for j, q in enumerate(qs):  # a handful of quantiles
+        pos = q * np.maximum(n - 1, 0)
+        lo = np.floor(pos)
+        v_lo, v_hi = order_stat(lo), order_stat(np.minimum(lo + 1, np.maximum(n - 1, 0)))
+        out[:, j] = np.where(n > 0, v_lo + (pos - lo) * (v_hi - v_lo), np.nan)
     return out
 
 
-def _top_loci(acts: FeatureActs, n: int, genes: pd.DataFrame | None) -> pd.Series:
-    """``chrom:start-end`` of each feature's top ``n`` tokens (one per window), with nearest gene."""
-    from genosae.features.motifs import top_sites
+def feature_statistics(
+    source: FeatureSource,
+    *,
+    quantiles: Sequence[float] = (0.5, 0.9, 0.99),
+    gc_content: Callable[[pd.DataFrame], np.ndarray] | None = None,
+    batch_size: int = 65_536,
+) -> pd.DataFrame:
+    """Per feature, streamed over the source (two passes, flat memory).
 
-    sites = top_sites(acts, n_top=n)
+    Returns
+    -------
+    DataFrame indexed by feature: ``index, frequency`` (share of tokens with a nonzero activation),
+    ``n_active, max_activation``, ``q50, q90, q99`` (of the positive activations; from a
+    :data:`QUANTILE_BINS`-bin log histogram, within 0.7 %) and, with ``gc_content`` (tokens → GC
+    fraction around each token), ``gc_corr`` (Pearson r of activation with GC over all tokens).
+    """
+    names = list(source.feature_names)
+    F = len(names)
+    n_tok, n_active, max_F = 0, np.zeros(F, np.int64), np.zeros(F, np.float32)
+    sx, sxx, sxy, sy, syy = np.zeros(F), np.zeros(F), np.zeros(F), 0.0, 0.0
+    for batch in source.iter_batches(batch_size):
+        c = batch.codes
+        n_tok += c.shape[0]
+        n_active += np.bincount(c.indices, minlength=F)
+        if c.nnz:
+            max_F = np.maximum(max_F, c.max(axis=0).toarray().ravel())
+        if gc_content is not None:
+            y = np.asarray(gc_content(batch.tokens), dtype=np.float64)
+            sx += np.bincount(c.indices, weights=c.data, minlength=F)
+            sxx += np.bincount(c.indices, weights=c.data.astype(np.float64) ** 2, minlength=F)
+            sxy += c.T @ y
+            sy, syy = sy + y.sum(), syy + y @ y
+    hist = np.zeros((F, QUANTILE_BINS), np.int64)
+    for batch in source.iter_batches(batch_size):
+        c = batch.codes
+        pos = c.data > 0
+        cols = c.indices[pos].astype(np.int64)
+        hist += np.bincount(cols * QUANTILE_BINS + _bin_of(c.data[pos], max_F[cols]),
+                            minlength=F * QUANTILE_BINS).reshape(F, QUANTILE_BINS)
+    stats = pd.DataFrame({"index": np.arange(F), "frequency": n_active / max(n_tok, 1), "n_active": n_active,
+                          "max_activation": max_F}, index=pd.Index(names, name="feature"))
+    qv = _hist_quantiles(hist, max_F.astype(np.float64), quantiles)
+    for j, q in enumerate(quantiles):
+        stats[f"q{round(q * 100):d}"] = qv[:, j]
+    if gc_content is not None:
+        var_x = sxx - sx**2 / max(n_tok, 1)
+        cov = sxy - sx * sy / max(n_tok, 1)
+        var_y = syy - sy**2 / max(n_tok, 1)
+        denom = np.sqrt(np.maximum(var_x, 0) * max(var_y, 0))
+        stats["gc_corr"] = np.divide(cov, denom, out=np.zeros(F), where=denom > 0)
+    stats.attrs["n_tokens"] = n_tok
+    return stats
+
+
+def _top_loci(sites: pd.DataFrame, feature_names: Sequence[str], n: int, genes: pd.DataFrame | None) -> pd.Series:
+    """``chrom:start-end`` of each feature's top ``n`` sites (:func:`~genosae.features.motifs.top_sites`,
+    one per window), with nearest gene."""
+    sites = sites[sites["rank"] < n].reset_index(drop=True) if len(sites) else sites
     if sites.empty:
-        return pd.Series("", index=acts.feature_names)
+        return pd.Series("", index=list(feature_names))
     locus = (sites["chrom"].astype(str) + ":" + sites["bp_start"].astype(str) + "-"
              + sites["bp_end"].astype(str))
     if genes is not None and len(genes):
@@ -69,8 +147,8 @@ def _top_loci(acts: FeatureActs, n: int, genes: pd.DataFrame | None) -> pd.Serie
         locus = locus + gene.to_numpy()
     sites = sites.assign(locus=locus.to_numpy())
     joined = sites.groupby("feature", sort=True)["locus"].agg("; ".join)
-    names = np.asarray(acts.feature_names, dtype=object)
-    return pd.Series(joined.to_numpy(), index=names[joined.index.to_numpy()]).reindex(acts.feature_names,
+    names = np.asarray(list(feature_names), dtype=object)
+    return pd.Series(joined.to_numpy(), index=names[joined.index.to_numpy()]).reindex(list(feature_names),
                                                                                       fill_value="")
 
 
@@ -169,14 +247,14 @@ def feature_labels(catalog: pd.DataFrame, *, fdr: float = 0.05, gc_corr: float =
 
 
 def build_catalog(
-    acts: FeatureActs,
+    stats: pd.DataFrame,
     alignment: pd.DataFrame,
     *,
+    sites: pd.DataFrame | None = None,
     motif_names: pd.DataFrame | None = None,
     motif_capture: pd.DataFrame | None = None,
     motif_site_f1: pd.DataFrame | None = None,
     codon: pd.DataFrame | None = None,
-    gc_content: np.ndarray | None = None,
     genes: pd.DataFrame | None = None,
     replicates: pd.DataFrame | None = None,
     strand: pd.DataFrame | None = None,
@@ -184,16 +262,19 @@ def build_catalog(
     fdr: float = 0.05,
     min_f1: float = 0.5,
     max_motif_share: float = 0.05,
-    quantiles: Sequence[float] = (0.5, 0.9, 0.99),
 ) -> pd.DataFrame:
     """One row per feature.
 
     Parameters
     ----------
-    acts
-        The SAE's :class:`FeatureActs`.
+    stats
+        :func:`feature_statistics` of the SAE's feature source (frequency, maximum, quantiles, GC
+        correlation), indexed by feature name.
     alignment
-        :func:`~genosae.features.alignment.align_concepts` output for ``acts``.
+        :func:`~genosae.features.alignment.align_source` output for the same features.
+    sites
+        :func:`~genosae.features.motifs.top_sites` of the features (≥ ``n_loci`` per feature): the
+        ``top_loci`` column.
     motif_names
         :func:`~genosae.features.motifs.name_features` output (indexed by feature name): the raw best
         Tomtom match (``best_motif``, ``motif_q``, ...) and the null-controlled ``motif_name``.
@@ -203,9 +284,6 @@ def build_catalog(
         than ``max_motif_share`` of the features is flagged).
     codon
         :func:`~genosae.features.motifs.codon_preference` output (indexed by feature name).
-    gc_content
-        GC fraction per token (e.g. of a small window around it); gives ``gc_corr`` (Pearson r of
-        activation with GC) used for the composition label.
     genes
         ``chrom, start, end, name`` for the nearest gene of each top locus.
     replicates, strand
@@ -218,20 +296,10 @@ def build_catalog(
     captured, n_concept_candidates, n_captured`` (``best_concept`` chosen by calibration F1 among
     ``n_concept_candidates`` concepts, the other metrics held-out),
     the motif columns (:data:`~genosae.features.motifs.NAMING_COLUMNS` and :data:`MOTIF_LABEL_COLUMNS`),
-    ``top_loci``, optional codon/replicate/strand columns and ``label``.
+    ``gc_corr`` when ``stats`` has it, ``top_loci``, optional codon/replicate/strand columns and ``label``.
     """
-    codes = acts.codes.tocsr()
-    n_active = np.diff(codes.tocsc().indptr)
-    max_act = np.asarray(codes.max(axis=0).toarray()).ravel() if codes.nnz else np.zeros(acts.n_features)
-    cat = pd.DataFrame({
-        "index": np.arange(acts.n_features),
-        "frequency": n_active / max(acts.n_tokens, 1),
-        "n_active": n_active,
-        "max_activation": max_act,
-    }, index=pd.Index(acts.feature_names, name="feature"))
-    qv = _quantiles(codes, quantiles)
-    for j, q in enumerate(quantiles):
-        cat[f"q{round(q * 100):d}"] = qv[:, j]
+    cat = stats.drop(columns=[c for c in ("gc_corr",) if c in stats]).copy()
+    cat.index.name = "feature"
     best = best_per_feature(alignment, fdr=fdr)
     cols = ["concept", "threshold", "f1_calibration", "f1", "precision", "recall", "mcc", "trivial_f1",
             "domain_recall", "q", "captured", "n_candidates"]
@@ -249,26 +317,14 @@ def build_catalog(
             cat[c] = np.nan if c.endswith(("_p", "_q", "_ic")) else None
     cat = cat.join(motif_labels(motif_names, motif_capture, motif_site_f1, index=cat.index, min_f1=min_f1,
                                 max_share=max_motif_share))
-    if gc_content is not None:
-        cat["gc_corr"] = _column_corr(codes, np.asarray(gc_content, dtype=np.float64))
-    cat["top_loci"] = _top_loci(acts, n_loci, genes)
+    if "gc_corr" in stats:
+        cat["gc_corr"] = stats["gc_corr"].reindex(cat.index)
+    cat["top_loci"] = _top_loci(sites if sites is not None else pd.DataFrame(), list(cat.index), n_loci, genes)
     for extra in (codon, replicates, strand):
         if extra is not None and len(extra):
             cat = cat.join(extra)
     cat["label"] = feature_labels(cat, fdr=fdr)
     return cat
-
-
-def _column_corr(codes: sp.csr_matrix, y: np.ndarray) -> np.ndarray:
-    """Pearson r of each sparse column with ``y`` (no densifying)."""
-    n = codes.shape[0]
-    y = y - y.mean()
-    sx = np.asarray(codes.sum(0)).ravel()
-    sxx = np.asarray(codes.multiply(codes).sum(0)).ravel()
-    sxy = codes.T @ y
-    var_x = sxx - sx**2 / n
-    denom = np.sqrt(np.maximum(var_x, 0) * (y @ y))
-    return np.divide(sxy, denom, out=np.zeros_like(sxy), where=denom > 0)
 
 
 def baseline_summary(alignments: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -365,51 +421,66 @@ def match_saes(
 
 
 def strand_alignment(
-    codes: sp.csr_matrix,
-    membership: sp.csr_matrix,
-    tokens: pd.DataFrame,
-    calibration_mask: np.ndarray,
+    source: FeatureSource,
+    windows: pd.DataFrame,
+    concepts: pd.DataFrame,
+    calibration_windows: np.ndarray,
     concept_names: Sequence[str],
     best_concept: pd.Series,
     *,
-    feature_names: Sequence[str],
     thresholds: Sequence[float] = (0.0, 0.15, 0.5, 0.6, 0.8),
+    batch_size: int = 65_536,
 ) -> pd.DataFrame:
-    """Held-out F1 of each feature's best concept on ``+`` windows and on ``-`` windows separately.
+    """Held-out F1 of each feature's best concept on ``+`` windows and on ``-`` windows separately
+    (each strand aligned on its own, thresholds chosen on its calibration tokens; streamed).
 
-    Returns an empty frame when the store holds one orientation only.
+    Returns an empty frame when the source holds one orientation only.
 
     Returns
     -------
     DataFrame indexed by feature with ``f1_forward`` and ``f1_reverse``.
     """
-    strand = tokens["strand"].to_numpy() if "strand" in tokens else np.full(len(tokens), "+")
-    if not ((strand == "+").any() and (strand == "-").any()):
+    strand_w = windows["strand"].to_numpy() if "strand" in windows else np.full(len(windows), "+")
+    present = source.window_counts(len(windows)) > 0
+    if not ((strand_w[present] == "+").any() and (strand_w[present] == "-").any()):
         return pd.DataFrame()
-    out = pd.DataFrame(index=pd.Index(list(feature_names), name="feature"))
+    out = pd.DataFrame(index=pd.Index(list(source.feature_names), name="feature"))
     for s, col in (("+", "f1_forward"), ("-", "f1_reverse")):
-        m = strand == s
-        a = align_concepts(codes[m], membership[m], None, calibration_mask=np.asarray(calibration_mask)[m],
-                           concept_names=concept_names, feature_names=feature_names, thresholds=thresholds)
+        a = align_source(source, concepts, concept_names=concept_names, calibration_windows=calibration_windows,
+                         thresholds=thresholds, domains=False, windowed=False, batch_size=batch_size,
+                         select=lambda t, s=s: strand_w[t["window_index"].to_numpy()] == s)
         f1 = a.set_index(["feature", "concept"])["f1"]
         keys = list(zip(out.index, best_concept.reindex(out.index), strict=True))
         out[col] = [f1.get(k, np.nan) for k in keys]
     return out
 
 
-def window_feature_matrix(acts: FeatureActs, n_windows: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """Max and mean activation of each feature in each window (``[n_windows, n_features]``, sparse)."""
-    win = acts.tokens["window_index"].to_numpy(np.int64)
-    codes = sp.csr_matrix(acts.codes)
-    n_tok = np.bincount(win, minlength=n_windows).astype(np.float64)
-    summed = segment_sum(codes.astype(np.float64), win, n_windows)
-    mean = sp.diags(np.divide(1.0, n_tok, out=np.zeros_like(n_tok), where=n_tok > 0)) @ summed
-    mx = segment_max(codes, win, n_windows)
-    return mx.astype(np.float32).tocsr(), sp.csr_matrix(mean, dtype=np.float32)
+def window_feature_matrix(source: FeatureSource, n_windows: int, *, batch_size: int = 65_536
+                          ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Max and mean activation of each feature in each window (``[n_windows, n_features]``, sparse; streamed)."""
+    shape = (n_windows, len(source.feature_names))
+    parts_max: list[sp.coo_matrix] = []
+    parts_sum: list[sp.coo_matrix] = []
+    n_tok = np.zeros(n_windows, np.float64)
+    for batch in source.iter_batches(batch_size):  # each window in one batch: the parts are disjoint
+        win = batch.tokens["window_index"].to_numpy(np.int64)
+        n_tok += np.bincount(win, minlength=n_windows)
+        parts_sum.append(sp.coo_matrix(segment_sum(batch.codes.astype(np.float64), win, n_windows)))
+        parts_max.append(sp.coo_matrix(segment_max(batch.codes, win, n_windows)))
+
+    def join(parts: list[sp.coo_matrix], dtype: type) -> sp.csr_matrix:
+        if not parts:
+            return sp.csr_matrix(shape, dtype=dtype)
+        return sp.csr_matrix((np.concatenate([p.data for p in parts]).astype(dtype),
+                              (np.concatenate([p.row for p in parts]), np.concatenate([p.col for p in parts]))),
+                             shape=shape)
+
+    mean = sp.diags(np.divide(1.0, n_tok, out=np.zeros_like(n_tok), where=n_tok > 0)) @ join(parts_sum, np.float64)
+    return join(parts_max, np.float32), sp.csr_matrix(mean, dtype=np.float32)
 
 
 def write_feature_anndata(
-    acts: FeatureActs,
+    acts: FeatureSource,
     windows: pd.DataFrame,
     catalog: pd.DataFrame,
     path: str | os.PathLike[str],

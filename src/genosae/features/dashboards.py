@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from genosae._io import atomic_path
-from genosae.features.activations import FeatureActs
+from genosae.features.activations import FeatureSource
 
 __all__ = ["feature_page", "write_dashboards"]
 
@@ -104,30 +104,48 @@ def feature_page(
     return "\n".join(parts)
 
 
-def _examples(acts: FeatureActs, sites: pd.DataFrame, site_codes: np.ndarray, flank: int,
-              col_dense: dict[int, np.ndarray]) -> dict[int, list]:
+def site_profiles(source: FeatureSource, sites: pd.DataFrame, flank: int, *, batch_size: int = 65_536
+                  ) -> np.ndarray:
+    """Each site's feature activation on the ``2 * flank + 1`` tokens around it (same window; 0 outside),
+    ``[n_sites, 2 * flank + 1]``, gathered in one streamed pass over the source."""
+    width = 2 * flank + 1
+    out = np.zeros((len(sites), width), np.float32)
+    if sites.empty:
+        return out
+    rows, feat = sites["row"].to_numpy(np.int64), sites["feature"].to_numpy(np.int64)
+    win = sites["window_index"].to_numpy(np.int64)
+    offsets = np.arange(-flank, flank + 1)
+    for batch in source.iter_batches(batch_size):
+        bw = batch.tokens["window_index"].to_numpy(np.int64)
+        sel = np.flatnonzero(np.isin(win, bw))
+        if sel.size == 0:
+            continue
+        order = np.argsort(batch.rows, kind="stable")
+        pos = order[np.searchsorted(batch.rows[order], rows[sel])]
+        loc = pos[:, None] + offsets[None, :]
+        inside = (loc >= 0) & (loc < len(bw))
+        inside &= bw[np.clip(loc, 0, len(bw) - 1)] == win[sel][:, None]
+        vals = np.asarray(batch.codes[np.clip(loc, 0, len(bw) - 1).ravel(), np.repeat(feat[sel], width)]).ravel()
+        out[sel] = np.where(inside, vals.reshape(-1, width), 0)
+    return out
+
+
+def _examples(sites: pd.DataFrame, site_codes: np.ndarray, profiles: np.ndarray, max_of: dict[int, float]
+              ) -> dict[int, list]:
     """Per feature: (locus, sequence, intensity, activation) of each top site (single-base tokens)."""
     out: dict[int, list] = {}
-    widx = acts.tokens["window_index"].to_numpy()
-    n = acts.n_tokens
     for j, s in enumerate(sites.itertuples(index=False)):  # per site
         f = int(s.feature)
-        rows = np.arange(s.row - flank, s.row + flank + 1)
-        inside = (rows >= 0) & (rows < n)
-        inside[inside] &= widx[rows[inside]] == s.window_index
-        vals = np.zeros(len(rows))
-        vals[inside] = col_dense[f][rows[inside]]
-        mx = max(float(col_dense[f].max()), 1e-12)
         seq = "".join("ACGTN"[c] for c in site_codes[j])
-        out.setdefault(f, []).append((f"{s.chrom}:{s.bp_start}-{s.bp_end} ({s.window_id})", seq, vals / mx,
-                                      float(s.activation)))
+        out.setdefault(f, []).append((f"{s.chrom}:{s.bp_start}-{s.bp_end} ({s.window_id})", seq,
+                                      profiles[j] / max(max_of.get(f, 0.0), 1e-12), float(s.activation)))
     return out
 
 
 def write_dashboards(
     catalog: pd.DataFrame,
     alignment: pd.DataFrame,
-    acts: FeatureActs,
+    acts: FeatureSource,
     out_dir: str | os.PathLike[str],
     *,
     sites: pd.DataFrame | None = None,
@@ -155,9 +173,10 @@ def write_dashboards(
     names = list(catalog.index)
     examples: dict[int, list] = {}
     if sites is not None and site_codes is not None and len(sites):
-        csc = acts.codes.tocsc()
-        col_dense = {int(f): csc[:, int(f)].toarray().ravel() for f in np.unique(sites["feature"])}
-        examples = _examples(acts, sites, site_codes, flank, col_dense)
+        profiles = site_profiles(acts, sites, flank)
+        max_of = dict(zip(catalog["index"].astype(int), catalog["max_activation"].astype(float), strict=True)) \
+            if "index" in catalog else {}
+        examples = _examples(sites, site_codes, profiles, max_of)
     show = ["feature", "concept", "f1", "precision", "recall", "mcc", "trivial_f1", "domain_recall", "q",
             "captured"]
     top = (alignment.sort_values("f1", ascending=False, kind="mergesort").groupby("feature", sort=False)

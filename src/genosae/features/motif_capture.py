@@ -24,14 +24,16 @@ import pandas as pd
 import scipy.sparse as sp
 
 from genosae.errors import InputError
-from genosae.features.activations import FeatureActs, iter_token_batches
+from genosae.features.activations import FeatureSource, iter_token_batches
 from genosae.features.alignment import (
     AlignmentCounts,
+    calibration_maxima,
     domain_hits,
     reverse_cumsum,
     safe_divide,
     threshold_levels,
     threshold_matrix,
+    window_instances,
 )
 from genosae.genome.concepts import ConceptIndex
 
@@ -112,18 +114,24 @@ class SiteCounts:
             half: np.ndarray) -> None:
         """Count one chunk: ``codes [n, U]``, ``membership``/``instances [n, C]``, ``half`` 0/1/-1 per token."""
         half = np.asarray(half, dtype=np.int8)
-        use = half >= 0
-        if not use.any():
+        use = np.flatnonzero(half >= 0)
+        if not use.size:
             return
-        codes = sp.csr_matrix(codes, dtype=np.float32)[use]
-        codes.sort_indices()
+        if isinstance(codes, np.ndarray):  # dense units: BLAS token counts
+            codes = np.asarray(codes, dtype=np.float32)[use]
+        else:
+            codes = sp.csr_matrix(codes, dtype=np.float32)[use]
+            codes.sort_indices()
         memb = sp.csr_matrix(membership, dtype=bool)[use]
         inst = sp.csr_matrix(instances)[use]
         half = half[use]
         self.tokens.add(codes, memb, calibration_mask=half == 0)
-        level = threshold_levels(codes, self.tokens.thr_abs_FK)
+        in_site = np.flatnonzero(inst.getnnz(axis=1) > 0)  # site hits need only the tokens inside sites
+        sub = sp.csr_matrix(codes[in_site], dtype=np.float32)
+        sub.sort_indices()
+        level = threshold_levels(sub, self.tokens.thr_abs_FK)
         for h in (0, 1):
-            hit_KUC, n_C = domain_hits(level, codes, half == h, inst, self.tokens.n_levels)
+            hit_KUC, n_C = domain_hits(level, sub, half[in_site] == h, inst[in_site], self.tokens.n_levels)
             self.hits[h] += np.transpose(hit_KUC, (1, 0, 2))
             self.n_sites[h] += n_C
 
@@ -148,11 +156,12 @@ class UnitsLike(Protocol):
 def _site_labels(index: ConceptIndex, tokens: pd.DataFrame, n_windows: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """Membership and per-window site ids (a site cut by a window edge is one site on each side)."""
     memb, inst = index.label(tokens["chrom"].to_numpy(), tokens["bp_start"].to_numpy(np.int64))
-    inst = sp.csr_matrix(inst, dtype=np.int64)
-    rows = np.repeat(np.arange(inst.shape[0]), np.diff(inst.indptr))
-    w = tokens["window_index"].to_numpy(np.int64)[rows]
-    inst.data = np.where(inst.data > 0, (inst.data - 1) * n_windows + w + 1, 0)
-    return sp.csr_matrix(memb, dtype=bool), inst
+    return sp.csr_matrix(memb, dtype=bool), window_instances(inst, tokens["window_index"].to_numpy(), n_windows)
+
+
+def _is_source(units: Any) -> bool:
+    """A feature source (:class:`~genosae.features.activations.FeatureSource`), not units computed on the fly."""
+    return hasattr(units, "iter_batches")
 
 
 def _halves(tokens: pd.DataFrame, cal_w: np.ndarray, held_w: np.ndarray) -> np.ndarray:
@@ -161,7 +170,7 @@ def _halves(tokens: pd.DataFrame, cal_w: np.ndarray, held_w: np.ndarray) -> np.n
 
 
 def _set_counts(
-    unit_sets: Mapping[str, FeatureActs | UnitsLike],
+    unit_sets: Mapping[str, FeatureSource | UnitsLike],
     index: ConceptIndex,
     n_motifs: int,
     cal_w: np.ndarray,
@@ -170,20 +179,20 @@ def _set_counts(
     store: Any,
     batch_size: int,
     max_tokens: int | None,
+    source_batch: int = 65_536,
 ) -> dict[str, dict[str, np.ndarray]]:
     """:class:`SiteCounts` results of every set: in-memory sets at once, the others streamed (two passes)."""
     n_win = len(cal_w)
     out: dict[str, dict[str, np.ndarray]] = {}
-    streamed = {k: u for k, u in unit_sets.items() if not isinstance(u, FeatureActs)}
-    for k, acts in unit_sets.items():
-        if not isinstance(acts, FeatureActs):
+    streamed = {k: u for k, u in unit_sets.items() if not _is_source(u)}
+    for k, source in unit_sets.items():  # feature sources: two streamed passes each
+        if not _is_source(source):
             continue
-        half = _halves(acts.tokens, cal_w, held_w)
-        codes = sp.csr_matrix(acts.codes, dtype=np.float32)
-        max_u = codes[half == 0].max(axis=0).toarray().ravel() if (half == 0).any() else np.zeros(codes.shape[1])
+        max_u = calibration_maxima(source, cal_w, batch_size=source_batch)
         counts = SiteCounts(threshold_matrix(max_u, thr), n_motifs, thresholds=thr)
-        memb, inst = _site_labels(index, acts.tokens, n_win)
-        counts.add(codes, memb, inst, half)
+        for batch in source.iter_batches(source_batch):
+            memb, inst = _site_labels(index, batch.tokens, n_win)
+            counts.add(batch.codes, memb, inst, _halves(batch.tokens, cal_w, held_w))
         out[k] = counts.result()
     if streamed:
         if store is None:
@@ -204,13 +213,13 @@ def _set_counts(
             half = _halves(tokens, cal_w, held_w)
             memb, inst = _site_labels(index, tokens, n_win)
             for k, u in streamed.items():
-                counts_s[k].add(sp.csr_matrix(u(acts_BD)), memb, inst, half)
+                counts_s[k].add(np.asarray(u(acts_BD), dtype=np.float32), memb, inst, half)
         out.update({k: c.result() for k, c in counts_s.items()})
     return {k: out[k] for k in unit_sets}
 
 
 def motif_capture(
-    unit_sets: Mapping[str, FeatureActs | UnitsLike],
+    unit_sets: Mapping[str, FeatureSource | UnitsLike],
     sites: pd.DataFrame,
     calibration_windows: np.ndarray,
     heldout_windows: np.ndarray,
@@ -230,7 +239,8 @@ def motif_capture(
     ----------
     unit_sets
         ``{set name: units}``, the first being the primary set (the SAE). Units are a
-        :class:`FeatureActs` (activations in memory) or a callable with ``feature_names`` that maps
+        :class:`~genosae.features.activations.FeatureSource` (a code store, an SAE encoding the store,
+        or :class:`~genosae.features.activations.FeatureActs` in memory) or a callable with ``feature_names`` that maps
         store activations to codes (e.g. :class:`~genosae.features.activations.LinearUnits`,
         streamed over ``store``). A control model's SAE is one more set.
     sites

@@ -42,11 +42,12 @@ import scipy.sparse as sp
 
 from genosae._io import atomic_path
 from genosae.errors import InputError
-from genosae.features.activations import FeatureActs
+from genosae.features.activations import FeatureSource
 from genosae.genome.reference import N_CODE, complement_codes, encode_bases
 from genosae.multitest import benjamini_hochberg
 
 __all__ = [
+    "CODON_CONCEPTS",
     "CONFIG_KEYS",
     "MOTIF_MATCH_COLUMNS",
     "MOTIF_STATUSES",
@@ -55,6 +56,7 @@ __all__ = [
     "NullQueries",
     "align_sites",
     "background_composition",
+    "codon_counts",
     "codon_preference",
     "encode_sequences",
     "feature_pwms",
@@ -67,7 +69,7 @@ __all__ = [
     "null_queries",
     "pwm_from_sequences",
     "queries_from_sites",
-    "random_site_features",
+    "random_sites",
     "relative_entropy",
     "shuffled_columns",
     "site_sequences",
@@ -95,40 +97,66 @@ def encode_sequences(seqs: Sequence[str]) -> list[np.ndarray]:
 
 
 def top_sites(
-    acts: FeatureActs,
+    acts: FeatureSource,
     features: Sequence[int] | None = None,
     *,
     n_top: int = 20,
     one_per_window: bool = True,
+    batch_size: int = 65_536,
 ) -> pd.DataFrame:
     """The ``n_top`` highest activations of each feature (at most one per window by default).
 
+    Streams the source in whole-window batches and keeps ≤ ``n_top`` candidates per feature, so
+    memory does not grow with the number of tokens. Ties go to the lower row.
+
     Returns
     -------
-    DataFrame ``feature (int), rank, row, activation`` plus the token columns of that row.
+    DataFrame ``feature (int), rank, row, activation`` plus the token columns of that row, grouped
+    by feature (ascending), strongest first.
     """
-    csc = acts.codes.tocsc()
-    feats = range(acts.n_features) if features is None else features
-    widx = acts.tokens["window_index"].to_numpy()
-    parts = []
-    for f in feats:  # per feature, not per token
-        lo, hi = csc.indptr[f], csc.indptr[f + 1]
-        if hi == lo:
+    want = None if features is None else np.asarray(list(features), dtype=np.int64)
+    best: pd.DataFrame | None = None
+    token_cols: list[str] = []
+    for batch in acts.iter_batches(batch_size):
+        coo = batch.codes.tocoo()
+        f, r, v = coo.col.astype(np.int64), coo.row.astype(np.int64), coo.data
+        if want is not None:
+            keep = np.isin(f, want)
+            f, r, v = f[keep], r[keep], v[keep]
+        if f.size == 0:
             continue
-        vals, rows = csc.data[lo:hi], csc.indices[lo:hi]
-        order = np.argsort(-vals, kind="stable")
-        rows, vals = rows[order], vals[order]
-        if one_per_window:
-            _, first = np.unique(widx[rows], return_index=True)
+        row = batch.rows[r]
+        o = np.lexsort((row, -v, f))
+        f, r, v, row = f[o], r[o], v[o], row[o]
+        if one_per_window:  # the first (= strongest) entry of each feature × window
+            w = batch.tokens["window_index"].to_numpy(np.int64)[r]
+            _, first = np.unique(f * (int(w.max()) + 1) + w, return_index=True)
             first.sort()
-            rows, vals = rows[first], vals[first]
-        rows, vals = rows[:n_top], vals[:n_top]
-        parts.append(pd.DataFrame({"feature": f, "rank": np.arange(len(rows)), "row": rows, "activation": vals}))
-    if not parts:
-        return pd.DataFrame(columns=["feature", "rank", "row", "activation", *acts.tokens.columns])
-    sites = pd.concat(parts, ignore_index=True)
-    tok = acts.tokens.iloc[sites["row"].to_numpy()].reset_index(drop=True)
-    return pd.concat([sites, tok], axis=1)
+            f, r, v, row = f[first], r[first], v[first], row[first]
+        rank = np.arange(f.size) - np.searchsorted(f, f)
+        keep = rank < n_top
+        token_cols = list(batch.tokens.columns)
+        cand = pd.concat([pd.DataFrame({"feature": f[keep], "row": row[keep], "activation": v[keep]}),
+                          batch.tokens.iloc[r[keep]].reset_index(drop=True)], axis=1)
+        best = cand if best is None else _keep_top(pd.concat([best, cand], ignore_index=True), n_top)
+    if best is None:
+        return pd.DataFrame(columns=["feature", "rank", "row", "activation", *token_cols])
+    best = _keep_top(best, n_top)
+    f = best["feature"].to_numpy()
+    best.insert(1, "rank", np.arange(len(best)) - np.searchsorted(f, f))
+    if want is not None:  # the requested order of features
+        order = {int(x): i for i, x in enumerate(want)}
+        best = best.iloc[np.argsort(best["feature"].map(order).to_numpy(), kind="stable")].reset_index(drop=True)
+    return best
+
+
+def _keep_top(cand: pd.DataFrame, n_top: int) -> pd.DataFrame:
+    """Candidates sorted by feature, activation (descending), row; the first ``n_top`` of each feature."""
+    f, v, row = cand["feature"].to_numpy(), cand["activation"].to_numpy(), cand["row"].to_numpy()
+    o = np.lexsort((row, -v, f))
+    f = f[o]
+    rank = np.arange(f.size) - np.searchsorted(f, f)
+    return cand.iloc[o[rank < n_top]].reset_index(drop=True)
 
 
 def site_sequences(
@@ -208,7 +236,7 @@ def trim_pwm(pwm_L4: np.ndarray, *, min_ic: float = 0.3, min_width: int = 4) -> 
 
 
 def feature_pwms(
-    acts: FeatureActs,
+    acts: FeatureSource,
     windows: pd.DataFrame,
     window_sequences: Callable[[pd.DataFrame], Sequence[str]] | Sequence[str],
     features: Sequence[int] | None = None,
@@ -585,7 +613,7 @@ def queries_from_sites(
 
 
 def feature_queries(
-    acts: FeatureActs,
+    acts: FeatureSource,
     windows: pd.DataFrame,
     window_sequences: Callable[[pd.DataFrame], Sequence[str]] | Sequence[str],
     background: np.ndarray,
@@ -602,8 +630,8 @@ def stream_peak_sites(store: Any, units: Callable[[np.ndarray], np.ndarray], n_u
                       batch_size: int = 4096, max_tokens: int | None = None) -> pd.DataFrame:
     """:func:`top_sites` for units computed on the fly (e.g. random directions), streamed over a store.
 
-    Keeps each unit's peak (value and token) in each window — ``n_windows × n_units`` — never the
-    token-level codes.
+    Keeps each unit's running top ``n_sites`` window peaks (value and token) — ``n_sites × n_units``,
+    whatever the number of windows — never the token-level codes.
 
     Returns
     -------
@@ -612,10 +640,11 @@ def stream_peak_sites(store: Any, units: Callable[[np.ndarray], np.ndarray], n_u
     """
     from genosae.features.activations import iter_token_batches
 
-    n_win = len(store.windows)
-    best = np.zeros((n_win, n_units), np.float32)
-    start = np.zeros((n_win, n_units), np.int64)
-    end = np.zeros((n_win, n_units), np.int64)
+    k = min(n_sites, len(store.windows))
+    best = np.zeros((0, n_units), np.float32)  # the running top k per unit, strongest first
+    win = np.zeros((0, n_units), np.int64)
+    start = np.zeros((0, n_units), np.int64)
+    end = np.zeros((0, n_units), np.int64)
     for acts_BD, tokens in iter_token_batches(store, batch_size=batch_size, max_tokens=max_tokens):
         codes = np.asarray(units(acts_BD), dtype=np.float32)
         w = tokens["window_index"].to_numpy(np.int64)
@@ -624,42 +653,58 @@ def stream_peak_sites(store: Any, units: Callable[[np.ndarray], np.ndarray], n_u
         mx = np.maximum.reduceat(codes, cuts, axis=0)
         pos = np.where(codes >= mx[seg], np.arange(len(w))[:, None], len(w))
         arg = np.minimum.reduceat(pos, cuts, axis=0)  # first token at the window's maximum
-        wins = w[cuts]
-        better = mx > best[wins]
         bs, be = tokens["bp_start"].to_numpy(np.int64)[arg], tokens["bp_end"].to_numpy(np.int64)[arg]
-        best[wins] = np.where(better, mx, best[wins])
-        start[wins] = np.where(better, bs, start[wins])
-        end[wins] = np.where(better, be, end[wins])
-    k = min(n_sites, n_win)
-    top = np.argsort(-best, axis=0, kind="stable")[:k]  # [k, U] window indices, strongest first
-    u = np.broadcast_to(np.arange(n_units), top.shape)
-    val = best[top, u]
-    out = pd.DataFrame({"feature": u.T.ravel(), "rank": np.broadcast_to(np.arange(k)[:, None], top.shape).T.ravel(),
-                        "activation": val.T.ravel(), "window_index": top.T.ravel(),
-                        "bp_start": start[top, u].T.ravel(), "bp_end": end[top, u].T.ravel()})
+        best, win = np.concatenate([best, mx]), np.concatenate([win, np.broadcast_to(w[cuts][:, None], mx.shape)])
+        start, end = np.concatenate([start, bs]), np.concatenate([end, be])
+        top = np.argsort(-best, axis=0, kind="stable")[:k]  # ties: the earlier window
+        best, win, start, end = (np.take_along_axis(a, top, 0) for a in (best, win, start, end))
+    kk = best.shape[0]
+    u = np.broadcast_to(np.arange(n_units), best.shape)
+    out = pd.DataFrame({"feature": u.T.ravel(), "rank": np.broadcast_to(np.arange(kk)[:, None], best.shape).T.ravel(),
+                        "activation": best.T.ravel(), "window_index": win.T.ravel(),
+                        "bp_start": start.T.ravel(), "bp_end": end.T.ravel()})
     return out[out["activation"] > 0].reset_index(drop=True)
 
 
-def random_site_features(acts: FeatureActs, n: int, n_sites: int, *, seed: int = 0) -> FeatureActs:
-    """Null pseudo-features: each fires once in each of ``n_sites`` random windows, at a random token.
+def random_sites(acts: FeatureSource, n: int, n_sites: int, *, n_windows: int, seed: int = 0,
+                 batch_size: int = 65_536) -> pd.DataFrame:
+    """Null pseudo-features: each peaks once in each of ``n_sites`` random windows, at a random token.
 
-    Same token table as ``acts``; names ``null{i}``.
+    Returns a sites table as :func:`top_sites` (``feature`` = pseudo-feature ``i``, named
+    ``null{i}``), grouped by feature, strongest first. Two streamed passes (tokens per window, then
+    the chosen tokens' coordinates).
     """
     rng = np.random.default_rng(seed)
-    widx = acts.tokens["window_index"].to_numpy(np.int64)
-    order = np.argsort(widx, kind="stable")
-    wins, first, count = np.unique(widx[order], return_index=True, return_counts=True)
+    counts = acts.window_counts(n_windows)
+    wins = np.flatnonzero(counts > 0)
     k = min(n_sites, len(wins))
     if n < 1 or k == 0:
         msg = f"need n ≥ 1 pseudo-features and tokens in ≥ 1 window, got n={n}, {len(wins)} windows"
         raise ValueError(msg)
     pick = np.argsort(rng.random((n, len(wins))), axis=1)[:, :k]  # k distinct windows per pseudo-feature
-    tok = order[first[pick] + (rng.random((n, k)) * count[pick]).astype(np.int64)]
-    vals = rng.random((n, k)).astype(np.float32) + 1.0
-    codes = sp.csr_matrix((vals.ravel(), (tok.ravel(), np.repeat(np.arange(n), k))),
-                          shape=(acts.n_tokens, n), dtype=np.float32)
-    return FeatureActs(codes, acts.tokens, [f"null{i}" for i in range(n)], "random", {"null": "random_sites",
-                                                                                      "seed": seed})
+    win = wins[pick].ravel()
+    offset = (rng.random((n, k)) * counts[wins][pick]).astype(np.int64).ravel()
+    vals = (rng.random((n, k)).astype(np.float32) + 1.0).ravel()
+    feat = np.repeat(np.arange(n), k)
+    parts = []
+    for batch in acts.iter_batches(batch_size):  # the offset-th token (source order) of each chosen window
+        w = batch.tokens["window_index"].to_numpy(np.int64)
+        starts = np.flatnonzero(np.r_[True, w[1:] != w[:-1]])
+        ws = w[starts]
+        o = np.argsort(ws, kind="stable")
+        sel = np.flatnonzero(np.isin(win, ws))
+        if sel.size == 0:
+            continue
+        local = starts[o[np.searchsorted(ws[o], win[sel])]] + offset[sel]
+        parts.append(pd.concat([pd.DataFrame({"feature": feat[sel], "row": batch.rows[local],
+                                              "activation": vals[sel]}),
+                                batch.tokens.iloc[local].reset_index(drop=True)], axis=1))
+    sites = pd.concat(parts, ignore_index=True)
+    o = np.lexsort((sites["row"].to_numpy(), -sites["activation"].to_numpy(), sites["feature"].to_numpy()))
+    sites = sites.iloc[o].reset_index(drop=True)
+    f = sites["feature"].to_numpy()
+    sites.insert(1, "rank", np.arange(len(sites)) - np.searchsorted(f, f))
+    return sites
 
 
 @dataclass
@@ -671,7 +716,7 @@ class NullQueries:
 
 
 def null_queries(
-    acts: FeatureActs,
+    acts: FeatureSource,
     windows: pd.DataFrame,
     window_sequences: Callable[[pd.DataFrame], Sequence[str]] | Sequence[str],
     background: np.ndarray,
@@ -687,14 +732,15 @@ def null_queries(
     """The naming procedure's queries on pseudo-features, the null :func:`name_features` runs beside.
 
     ``random_sites``: ``n_pseudo`` pseudo-features that peak at a random token of ``n_sites`` random
-    windows (:func:`random_site_features`) — what sites without a shared signal give. With ``store``
+    windows (:func:`random_sites`) — what sites without a shared signal give. With ``store``
     and ``directions`` (a callable with ``feature_names``, e.g.
     :func:`~genosae.features.activations.random_units`), also ``random_directions``: the peaks of
     random directions in activation space — what any direction the model can represent gives.
     """
     p = params or NamingParams()
-    fake = random_site_features(acts, n_pseudo, p.n_sites, seed=seed)
-    q, _, _ = feature_queries(fake, windows, window_sequences, background, p)
+    fake = random_sites(acts, n_pseudo, p.n_sites, n_windows=len(windows), seed=seed)
+    q, _, _ = queries_from_sites(fake, [f"null{i}" for i in range(n_pseudo)], windows, window_sequences,
+                                 background, p)
     out = {"random_sites": NullQueries(q, n_pseudo)}
     if store is not None and directions is not None:
         names = list(directions.feature_names)
@@ -874,16 +920,33 @@ def logo_png(pwm_L4: np.ndarray, path: str | os.PathLike[str], *, title: str | N
     return path
 
 
+#: The concepts :func:`codon_preference` reads, in the column order of :func:`codon_counts`.
+CODON_CONCEPTS = tuple(f"codon_pos{k}({s})" for s in "+-" for k in (1, 2, 3))
+
+
+def codon_counts(codes: sp.spmatrix, codon_membership: sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
+    """Firing tokens (activation > 0) of each feature on each :data:`CODON_CONCEPTS` column, and in all.
+
+    One chunk's counts ``([F, 6], [F])``; chunks add up (the streamed pipeline sums them).
+    """
+    fire = sp.csr_matrix(codes, dtype=np.float32)
+    fire = sp.csr_matrix((fire.data > 0, fire.indices, fire.indptr), shape=fire.shape).astype(np.int32)
+    M = sp.csr_matrix(codon_membership, dtype=bool).astype(np.int32)
+    return (fire.T @ M).toarray().astype(np.int64), np.asarray(fire.sum(0)).ravel().astype(np.int64)
+
+
 def codon_preference(
     codes: sp.spmatrix,
     membership: sp.spmatrix,
     concept_names: Sequence[str],
     *,
     feature_names: Sequence[str] | None = None,
+    counts: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Codon-frame and strand preference of each feature's firing tokens inside CDS.
 
     Uses the ``codon_pos{1,2,3}({+,-})`` concepts. A feature fires where its activation is > 0.
+    ``counts`` (:func:`codon_counts` summed over chunks) replaces ``codes``/``membership``.
 
     Returns
     -------
@@ -892,17 +955,14 @@ def codon_preference(
     ``cds_strand_pref`` (``+``/``-``) and ``cds_strand_share``. Empty when the concepts are absent.
     """
     names = list(concept_names)
-    want = [f"codon_pos{k}({s})" for s in "+-" for k in (1, 2, 3)]
-    if not all(w in names for w in want):
+    if not all(w in names for w in CODON_CONCEPTS):
         return pd.DataFrame()
-    cols = [names.index(w) for w in want]
-    fire = sp.csr_matrix(codes, dtype=np.float32)
-    fire = sp.csr_matrix((fire.data > 0, fire.indices, fire.indptr), shape=fire.shape).astype(np.int32)
-    M = sp.csr_matrix(membership, dtype=bool)[:, cols].astype(np.int32)
-    counts = (fire.T @ M).toarray().astype(np.float64)  # [F, 6]: (+1,+2,+3,-1,-2,-3)
-    n_fire = np.asarray(fire.sum(0)).ravel().astype(np.float64)
-    frame = counts[:, :3] + counts[:, 3:]
-    strand = np.stack([counts[:, :3].sum(1), counts[:, 3:].sum(1)], axis=1)
+    if counts is None:
+        cols = [names.index(w) for w in CODON_CONCEPTS]
+        counts = codon_counts(codes, sp.csr_matrix(membership, dtype=bool)[:, cols])
+    per, n_fire = (np.asarray(c, dtype=np.float64) for c in counts)  # per: (+1,+2,+3,-1,-2,-3)
+    frame = per[:, :3] + per[:, 3:]
+    strand = np.stack([per[:, :3].sum(1), per[:, 3:].sum(1)], axis=1)
     total = strand.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         df = pd.DataFrame({
@@ -913,7 +973,7 @@ def codon_preference(
             "cds_strand_pref": np.where(strand[:, 0] >= strand[:, 1], "+", "-"),
             "cds_strand_share": np.where(total > 0, strand.max(1) / np.maximum(total, 1), np.nan),
         }, index=pd.Index(list(feature_names) if feature_names is not None
-                          else [f"f{i}" for i in range(codes.shape[1])], name="feature"))
+                          else [f"f{i}" for i in range(per.shape[0])], name="feature"))
     return df
 
 

@@ -3,10 +3,12 @@
 Outputs in ``out_dir`` (see docs/architecture.md, "Feature catalogue"): ``feature_catalog.csv``,
 ``feature_concepts.csv`` (rows with q ≤ fdr), ``alignment.parquet`` (every feature × concept),
 ``baseline_summary.csv``, ``motif_capture.csv`` (FIMO-site F1 per motif: SAE vs neurons vs random
-directions), ``motif_names.csv`` (features named per motif, flags), ``feature_acts.h5ad``,
-``feature_acts/`` (sparse token activations), ``logos/``, ``dashboards/index.html`` and
+directions), ``motif_names.csv`` (features named per motif, flags), ``feature_acts.h5ad``
+(windows × features), ``logos/``, ``dashboards/index.html`` and
 ``features.json`` (parameters, counts, timings, the calibration/held-out ``split``, the
 ``n_candidates`` of each unit set, ``motif_naming`` with its null and ``motif_capture``).
+Token-level activations are the SAE's code store (``genosae encode-codes``), read shard by shard:
+every computation here streams whole-window batches, so memory does not grow with the atlas.
 """
 
 from __future__ import annotations
@@ -25,17 +27,19 @@ import pandas as pd
 from genosae._io import atomic_path, write_json, write_table
 from genosae.errors import InputError
 from genosae.features.activations import (
-    FeatureActs,
+    CodeSource,
+    EncodedSource,
+    FeatureSource,
     calibration_windows,
-    feature_activations,
     neuron_units,
     random_units,
     store_mean,
 )
-from genosae.features.alignment import align_concepts, align_store, best_per_feature, token_concepts
+from genosae.features.alignment import align_source, align_store, best_per_feature
 from genosae.features.catalog import (
     baseline_summary,
     build_catalog,
+    feature_statistics,
     match_saes,
     strand_alignment,
     write_feature_anndata,
@@ -43,18 +47,22 @@ from genosae.features.catalog import (
 from genosae.features.dashboards import write_dashboards
 from genosae.features.motif_capture import MOTIF_CAPTURE_COLUMNS, motif_capture, motif_sites
 from genosae.features.motifs import (
+    CODON_CONCEPTS,
     NamingParams,
     background_composition,
+    codon_counts,
     codon_preference,
     encode_sequences,
-    feature_queries,
     logo_pngs,
     name_features,
     null_queries,
     pwm_from_sequences,
+    queries_from_sites,
     site_sequences,
     top_sites,
 )
+from genosae.genome.concepts import ConceptIndex
+from genosae.sae.codes import CodeStore, sae_fingerprint
 
 __all__ = ["beats_control", "check_same_windows", "run_features", "token_gc"]
 
@@ -64,33 +72,36 @@ log = logging.getLogger(__name__)
 def token_gc(tokens: pd.DataFrame, windows: pd.DataFrame, sequences: Sequence[str], *,
              half_width: int = 10) -> np.ndarray:
     """GC fraction of the ``2 * half_width + 1`` bases around each token (within its window)."""
+    return gc_lookup(windows, sequences, half_width=half_width)(tokens)
+
+
+def gc_lookup(windows: pd.DataFrame, sequences: Sequence[str], *, half_width: int = 10
+              ) -> Callable[[pd.DataFrame], np.ndarray]:
+    """:func:`token_gc` for any token table of ``windows``: the windows' GC is summed once (a prefix sum
+    over every window's bases), each call is then a lookup."""
     enc = encode_sequences(list(sequences))
     lens = np.array([len(s) for s in enc], dtype=np.int64)
     base = np.concatenate([[0], np.cumsum(lens)])
     allc = np.concatenate(enc) if enc else np.zeros(0, np.uint8)
     cs = np.concatenate([[0], np.cumsum((allc == 1) | (allc == 2))])
-    w = tokens["window_index"].to_numpy(np.int64)
-    minus = windows["strand"].to_numpy()[w] == "-" if "strand" in windows else np.zeros(len(w), bool)
-    off = np.where(minus, windows["end"].to_numpy(np.int64)[w] - tokens["bp_end"].to_numpy(np.int64),
-                   tokens["bp_start"].to_numpy(np.int64) - windows["start"].to_numpy(np.int64)[w])
-    off = np.clip(off, 0, np.maximum(lens[w] - 1, 0))
-    lo = base[w] + np.maximum(off - half_width, 0)
-    hi = base[w] + np.minimum(off + half_width + 1, lens[w])
-    return np.divide(cs[hi] - cs[lo], hi - lo, out=np.zeros(len(w)), where=hi > lo)
+    minus_w = windows["strand"].to_numpy() == "-" if "strand" in windows else np.zeros(len(windows), bool)
+    start_w, end_w = windows["start"].to_numpy(np.int64), windows["end"].to_numpy(np.int64)
 
+    def gc(tokens: pd.DataFrame) -> np.ndarray:
+        w = tokens["window_index"].to_numpy(np.int64)
+        off = np.where(minus_w[w], end_w[w] - tokens["bp_end"].to_numpy(np.int64),
+                       tokens["bp_start"].to_numpy(np.int64) - start_w[w])
+        off = np.clip(off, 0, np.maximum(lens[w] - 1, 0))
+        lo = base[w] + np.maximum(off - half_width, 0)
+        hi = base[w] + np.minimum(off + half_width + 1, lens[w])
+        return np.divide(cs[hi] - cs[lo], hi - lo, out=np.zeros(len(w)), where=hi > lo)
 
-def _align(acts: FeatureActs, concepts: pd.DataFrame, names: list[str], cal_w: np.ndarray,
-           params: dict[str, Any]) -> tuple[pd.DataFrame, Any, Any, np.ndarray]:
-    memb, inst, _ = token_concepts(acts.tokens, concepts, names)
-    cal = cal_w[acts.tokens["window_index"].to_numpy()]
-    a = align_concepts(acts.codes, memb, inst, calibration_mask=cal, concept_names=names,
-                       feature_names=acts.feature_names, window_index=acts.tokens["window_index"].to_numpy(),
-                       **params)
-    return a, memb, inst, cal
+    return gc
 
 
 def _motif_names(
-    acts: FeatureActs,
+    source: FeatureSource,
+    sites: pd.DataFrame,
     store: Any,
     windows: pd.DataFrame,
     seqs: Sequence[str],
@@ -104,17 +115,35 @@ def _motif_names(
     max_tokens: int | None,
     n_jobs: int,
 ) -> tuple[pd.DataFrame | None, dict[str, Any], dict[str, np.ndarray]]:
-    """Null-controlled motif names of every feature (:func:`~genosae.features.motifs.name_features`)."""
+    """Null-controlled motif names of every feature (:func:`~genosae.features.motifs.name_features`)
+    from its peak ``sites`` (:func:`~genosae.features.motifs.top_sites`, ≥ ``naming.n_sites`` per feature)."""
     background = background_composition(seqs)
-    queries, stats, pwms = feature_queries(acts, windows, seqs, background, naming)
+    queries, stats, pwms = queries_from_sites(sites[sites["rank"] < naming.n_sites] if len(sites) else sites,
+                                              source.feature_names, windows, seqs, background, naming)
     if not motifs:
         return None, {"background": background.round(4).tolist()}, pwms
-    nulls = null_queries(acts, windows, seqs, background, naming, n_pseudo=n_null, seed=seed + 101, store=store,
+    nulls = null_queries(source, windows, seqs, background, naming, n_pseudo=n_null, seed=seed + 101, store=store,
                          directions=random_units(store.d_model, n_null, seed + 202, mean),
                          batch_size=batch_size, max_tokens=max_tokens)
     names, summary = name_features(queries, stats, motifs, nulls, params=naming, seed=seed, n_jobs=n_jobs)
     summary["background"] = background.round(4).tolist()
     return names, summary, pwms
+
+
+def codon_table(source: FeatureSource, concepts: pd.DataFrame, concept_names: Sequence[str], *,
+                batch_size: int = 65_536) -> pd.DataFrame:
+    """:func:`~genosae.features.motifs.codon_preference` of a feature source (streamed counts)."""
+    if not all(c in concept_names for c in CODON_CONCEPTS):
+        return pd.DataFrame()
+    index = ConceptIndex(concepts, list(CODON_CONCEPTS))
+    F = len(source.feature_names)
+    per, n_fire = np.zeros((F, len(CODON_CONCEPTS)), np.int64), np.zeros(F, np.int64)
+    for batch in source.iter_batches(batch_size):
+        memb, _ = index.label(batch.tokens["chrom"].to_numpy(), batch.tokens["bp_start"].to_numpy(np.int64))
+        a, b = codon_counts(batch.codes, memb)
+        per += a
+        n_fire += b
+    return codon_preference(None, None, concept_names, feature_names=source.feature_names, counts=(per, n_fire))
 
 
 def check_same_windows(store: Any, other: Any) -> None:
@@ -137,19 +166,20 @@ def beats_control(alignment: pd.DataFrame, control_best_f1: pd.Series, *, margin
     return out
 
 
-def _run_control(acts: FeatureActs, alignment: pd.DataFrame, store: Any, out_dir: str | os.PathLike[str] | None,
+def _run_control(source: FeatureSource, alignment: pd.DataFrame, store: Any, out_dir: str | os.PathLike[str] | None,
                  *, seqs: Sequence[str] | None, motifs: Sequence[Any] | None, naming: NamingParams, n_null: int,
                  seed: int, fdr: float, min_f1: float, batch_size: int, max_tokens: int | None, n_jobs: int
                  ) -> dict[str, Any]:
     """The control model's SAE through the same concept rule and motif naming; its catalogue in ``out_dir``."""
     names, naming_summary = None, {}
+    sites = top_sites(source, n_top=max(naming.n_sites, 3))
     if seqs is not None:
         mean = store_mean(store, max_tokens=max_tokens)
-        names, naming_summary, _ = _motif_names(acts, store, store.windows, seqs, motifs, naming, n_null=n_null,
-                                                seed=seed, mean=mean, batch_size=batch_size,
+        names, naming_summary, _ = _motif_names(source, sites, store, store.windows, seqs, motifs, naming,
+                                                n_null=n_null, seed=seed, mean=mean, batch_size=batch_size,
                                                 max_tokens=max_tokens, n_jobs=n_jobs)
-    catalog = build_catalog(acts, alignment, motif_names=names, fdr=fdr, min_f1=min_f1,
-                            max_motif_share=naming.max_share)
+    catalog = build_catalog(feature_statistics(source), alignment, sites=sites, motif_names=names, fdr=fdr,
+                            min_f1=min_f1, max_motif_share=naming.max_share)
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -157,7 +187,8 @@ def _run_control(acts: FeatureActs, alignment: pd.DataFrame, store: Any, out_dir
         with atomic_path(out / "alignment.parquet") as tmp:
             alignment.to_parquet(tmp, index=False)
     captured = catalog["captured"].astype(bool) if "captured" in catalog else pd.Series(dtype=bool)
-    return {"n_features": acts.n_features, "n_tokens": acts.n_tokens,
+    n_tokens = int(source.window_counts(len(store.windows)).sum())
+    return {"n_features": len(source.feature_names), "n_tokens": n_tokens,
             "n_captured_features": int(captured.sum()),
             "captured_concepts": sorted(catalog.loc[captured, "best_concept"].dropna().astype(str).unique().tolist())
             if "best_concept" in catalog else [],
@@ -246,6 +277,9 @@ def run_features(
     control_sae: Any | None = None,
     control_out: str | os.PathLike[str] | None = None,
     control_margin: float = 0.1,
+    codes: str | os.PathLike[str] | CodeStore | None = None,
+    control_codes: str | os.PathLike[str] | CodeStore | None = None,
+    source_batch: int = 65_536,
 ) -> dict[str, Path]:
     """Run the features step and write its outputs into ``out_dir``.
 
@@ -286,6 +320,13 @@ def run_features(
         catalogue in ``control_out``). A concept then counts as captured only when the feature's
         held-out F1 beats the control's best by more than ``control_margin``, and a motif only when the
         SAE beats the control (a null set of motif capture).
+    codes
+        The SAE's code store of ``store`` (``genosae encode-codes``, :mod:`genosae.sae.codes`): every
+        pass reads it shard by shard. Without it the SAE encodes the store again on each pass.
+        ``control_codes`` is the same for the control model's SAE and store.
+    source_batch
+        Tokens per streamed batch of the SAE's features (whole windows). Memory is one store shard
+        plus one batch plus per-feature tables: it does not grow with the number of tokens.
 
     Returns
     -------
@@ -304,13 +345,16 @@ def run_features(
     if baseline_tokens is not None:
         warnings.warn("run_features(baseline_tokens=...) is no longer used: the baselines stream over every "
                       "token of the store", DeprecationWarning, stacklevel=2)
+    t = time.perf_counter()
     windows = store.windows
     names = sorted(concepts["concept"].unique())
     params = dict(thresholds=tuple(thresholds), min_f1=min_f1, fdr=fdr)
-
-    t = time.perf_counter()
-    acts = feature_activations(sae, store, batch_size=batch_size, max_tokens=max_tokens)
-    present = np.bincount(acts.tokens["window_index"].to_numpy(np.int64), minlength=len(windows)) > 0
+    source = _sae_source(store, sae, codes, max_tokens)
+    n_per_window = source.window_counts(len(windows))
+    present = n_per_window > 0
+    if not present.any():
+        raise InputError("the activation store holds no tokens; re-run `genosae embed`", path=getattr(store, "path", None))
+    n_tokens = int(n_per_window.sum())
     cal_w, split_rule = calibration_windows(windows, holdout_chroms=holdout_chroms, seed=seed, present=present)
     if len(holdout_chroms) and split_rule == "random":
         log.warning("features: no scored windows on both sides of holdout_chroms %s; a seeded random half "
@@ -318,65 +362,67 @@ def run_features(
     split = {"rule": split_rule, "holdout_chroms": [str(c) for c in holdout_chroms], "seed": seed,
              "n_calibration_windows": int((cal_w & present).sum()),
              "n_heldout_windows": int((~cal_w & present).sum())}
-    acts.meta.update({"calibration_seed": seed, "split": split_rule})
+    seqs = window_sequences(windows) if window_sequences is not None else None
+    stats = feature_statistics(source, gc_content=gc_lookup(windows, seqs) if seqs is not None else None,
+                               batch_size=source_batch)
     t = tick("activations", t)
-    alignment, memb, _inst, cal = _align(acts, concepts, names, cal_w, params)
+    alignment = align_source(source, concepts, concept_names=names, calibration_windows=cal_w,
+                             batch_size=source_batch, **params)
     t = tick("alignment", t)
 
     # baselines: every token of the store (streamed, flat memory), the same split and selection rule
     mean = store_mean(store, max_tokens=max_tokens)
     units = {"neuron": neuron_units(store.d_model, mean),
-             "random": random_units(store.d_model, n_random or acts.n_features, seed, mean)}
+             "random": random_units(store.d_model, n_random or len(source.feature_names), seed, mean)}
     base = align_store(store, units, concepts, concept_names=names, calibration_windows=cal_w,
                        batch_size=batch_size, max_tokens=max_tokens, **params)
-    n_candidates = {"sae": acts.n_features, **{k: u.n_features for k, u in units.items()}}
-    control_acts = control_alignment = None
+    n_candidates = {"sae": len(source.feature_names), **{k: u.n_features for k, u in units.items()}}
+    control_source = control_alignment = None
     if control_store is not None:
         if control_sae is None:
             raise ValueError("control_store needs control_sae (the SAE trained on the control model)")
         check_same_windows(store, control_store)
-        control_acts = feature_activations(control_sae, control_store, batch_size=batch_size, max_tokens=max_tokens)
-        control_alignment = _align(control_acts, concepts, names, cal_w, params)[0]
+        control_source = _sae_source(control_store, control_sae, control_codes, max_tokens)
+        control_alignment = align_source(control_source, concepts, concept_names=names, calibration_windows=cal_w,
+                                         batch_size=source_batch, **params)
         base = {"control": control_alignment, **base}
-        n_candidates["control"] = control_acts.n_features
+        n_candidates["control"] = len(control_source.feature_names)
     summary = baseline_summary({"sae": alignment, **base})
     if control_alignment is not None:
         alignment = beats_control(alignment, summary["best_control_f1"], margin=control_margin)
     t = tick("baselines", t)
 
-    seqs = window_sequences(windows) if window_sequences is not None else None
     naming = naming or NamingParams()
-    sites = top_sites(acts, n_top=top_examples)  # the dashboards' examples
+    sites_all = top_sites(source, n_top=max(naming.n_sites, top_examples, 3), batch_size=source_batch)
+    sites = sites_all[sites_all["rank"] < top_examples].reset_index(drop=True)  # the dashboards' examples
     site_codes = None
     motif_names = None
     naming_summary: dict[str, Any] = {}
     logos: dict[str, Path] = {}
-    gc = None
     if seqs is not None:
         motif_names, naming_summary, pwms = _motif_names(
-            acts, store, windows, seqs, motifs, naming, n_null=n_null, seed=seed, mean=mean,
+            source, sites_all, store, windows, seqs, motifs, naming, n_null=n_null, seed=seed, mean=mean,
             batch_size=batch_size, max_tokens=max_tokens, n_jobs=n_jobs)
         if len(sites):
             site_codes = site_sequences(sites, windows, seqs, flank=flank)
             f_of = sites["feature"].to_numpy()
             for f in np.unique(f_of):  # features with too few sites for an aligned PWM: top examples
-                pwms.setdefault(acts.feature_names[int(f)], pwm_from_sequences(site_codes[f_of == f]))
+                pwms.setdefault(source.feature_names[int(f)], pwm_from_sequences(site_codes[f_of == f]))
         if make_logos:
             # logomaker draws ~6 logos/s per core: draw the features most worth looking at first
             # (best held-out concept F1, then frequency); the others keep their PWM consensus
             best_f1 = alignment.groupby("feature")["f1"].max()
-            freq = pd.Series(np.asarray((acts.codes > 0).sum(axis=0)).ravel(), index=acts.feature_names)
+            freq = stats["n_active"]
             order = sorted(pwms, key=lambda n: (-best_f1.get(n, 0.0), -freq.get(n, 0)))
             chosen = order[:max_logos] if max_logos is not None else order
             logos = logo_pngs({n: pwms[n] for n in chosen}, out / "logos", n_jobs=n_jobs,
                               progress=progress)
-        gc = token_gc(acts.tokens, windows, seqs)
     t = tick("motifs", t)
 
     # motif capture: FIMO sites of every motif vs SAE features, neurons and random directions
     msites = motif_sites(concepts)
     capture, site_f1 = None, None
-    capture_sets = {"sae": acts, **({"control": control_acts} if control_acts is not None else {}), **units}
+    capture_sets = {"sae": source, **({"control": control_source} if control_source is not None else {}), **units}
     if len(msites):
         capture, site_f1 = motif_capture(capture_sets, msites, cal_w & present, ~cal_w & present,
                                          store=store, thresholds=thresholds, min_sites=capture_min_sites,
@@ -385,39 +431,36 @@ def run_features(
     t = tick("motif_capture", t)
 
     control_json: dict[str, Any] = {}
-    if control_acts is not None:
-        control_json = _run_control(control_acts, control_alignment, control_store, control_out, seqs=seqs,
+    if control_source is not None:
+        control_json = _run_control(control_source, control_alignment, control_store, control_out, seqs=seqs,
                                     motifs=motifs, naming=naming, n_null=n_null, seed=seed, fdr=fdr,
                                     min_f1=min_f1, batch_size=batch_size, max_tokens=max_tokens, n_jobs=n_jobs)
         t = tick("control", t)
 
-    codon = codon_preference(acts.codes, memb, names, feature_names=acts.feature_names)
+    codon = codon_table(source, concepts, names, batch_size=source_batch)
     best = best_per_feature(alignment, fdr=fdr)
     captured_concept = best["concept"].where(best["captured"])
     replicates = None
     if sae_replicate is not None:
-        acts_b = feature_activations(sae_replicate, store, batch_size=batch_size, max_tokens=max_tokens)
-        align_b = align_concepts(acts_b.codes, memb, None, calibration_mask=cal, concept_names=names,
-                                 feature_names=acts_b.feature_names,
-                                 window_index=acts_b.tokens["window_index"].to_numpy(), **params)
+        align_b = align_source(EncodedSource(sae_replicate, store, max_tokens=max_tokens), concepts,
+                               concept_names=names, calibration_windows=cal_w, domains=False,
+                               batch_size=source_batch, **params)
         best_b = best_per_feature(align_b, fdr=fdr)
         replicates = match_saes(sae, sae_replicate, best_concept_a=captured_concept,
                                 best_concept_b=best_b["concept"].where(best_b["captured"]))
-    strand = strand_alignment(acts.codes, memb, acts.tokens, cal, names, best["concept"],
-                              feature_names=acts.feature_names, thresholds=thresholds)
+    strand = strand_alignment(source, windows, concepts, cal_w, names, best["concept"], thresholds=thresholds,
+                              batch_size=source_batch)
     t = tick("replicates_strand", t)
 
-    catalog = build_catalog(acts, alignment, motif_names=motif_names, motif_capture=capture,
-                            motif_site_f1=site_f1, codon=codon, gc_content=gc, genes=genes,
-                            replicates=replicates, strand=strand, fdr=fdr, min_f1=min_f1,
-                            max_motif_share=naming.max_share)
+    catalog = build_catalog(stats, alignment, sites=sites_all, motif_names=motif_names, motif_capture=capture,
+                            motif_site_f1=site_f1, codon=codon, genes=genes, replicates=replicates,
+                            strand=strand, fdr=fdr, min_f1=min_f1, max_motif_share=naming.max_share)
     paths = {
         "feature_catalog": out / "feature_catalog.csv",
         "feature_concepts": out / "feature_concepts.csv",
         "alignment": out / "alignment.parquet",
         "baseline_summary": out / "baseline_summary.csv",
         "feature_acts_h5ad": out / "feature_acts.h5ad",
-        "feature_acts": out / "feature_acts",
         "dashboards": out / "dashboards" / "index.html",
         "summary": out / "features.json",
         "motif_names": out / "motif_names.csv",
@@ -432,20 +475,37 @@ def run_features(
     write_table(names_table, paths["motif_names"])
     write_table(capture if capture is not None else pd.DataFrame(columns=list(MOTIF_CAPTURE_COLUMNS)),
                 paths["motif_capture"])
-    acts.save(paths["feature_acts"])
-    write_feature_anndata(acts, windows, catalog, paths["feature_acts_h5ad"],
+    write_feature_anndata(source, windows, catalog, paths["feature_acts_h5ad"],
                           uns={"config": config or {}, "thresholds": list(thresholds), "fdr": fdr})
-    write_dashboards(catalog, alignment, acts, out / "dashboards", sites=sites if site_codes is not None else None,
+    write_dashboards(catalog, alignment, source, out / "dashboards", sites=sites if site_codes is not None else None,
                      site_codes=site_codes, flank=flank, logos=logos)
     tick("write", t)
     timings["total"] = round(time.perf_counter() - t0, 3)
-    write_json({"n_tokens": acts.n_tokens, "n_features": acts.n_features, "n_concepts": len(names),
+    write_json({"n_tokens": n_tokens, "n_features": len(source.feature_names), "n_concepts": len(names),
                 "n_captured_features": int(catalog["captured"].sum()),
                 "n_significant_pairs": int((alignment["q"] <= fdr).sum()),
                 "thresholds": list(thresholds), "fdr": fdr, "min_f1": min_f1, "seed": seed,
                 "split": split, "n_candidates": n_candidates,
+                "codes": str(codes.path) if isinstance(codes, CodeStore) else (str(codes) if codes else None),
                 "motif_naming": _naming_json(naming_summary, catalog),
                 "motif_capture": _capture_json(capture, list(capture_sets), min_f1),
                 "control": control_json,
                 "timings_s": timings}, paths["summary"])
     return paths
+
+
+def _sae_source(store: Any, sae: Any, codes: Any, max_tokens: int | None) -> FeatureSource:
+    """The SAE's features of ``store``: read from its code store when given (checked to be this SAE's
+    codes of this store), else encoded on the fly."""
+    if codes is None:
+        return EncodedSource(sae, store, max_tokens=max_tokens)
+    code_store = codes if isinstance(codes, CodeStore) else CodeStore(codes)
+    want = sae_fingerprint(sae)
+    if code_store.manifest.get("sae", {}).get("fingerprint") != want:
+        raise InputError("the code store was encoded by another SAE; re-run `genosae encode-codes` with this SAE",
+                         path=code_store.path)
+    manifest = getattr(store, "manifest", None)
+    if manifest is not None and code_store.manifest.get("source", {}).get("windows_hash") != manifest.get("windows_hash"):
+        raise InputError("the code store was encoded from another activation store (windows differ); re-run "
+                         "`genosae encode-codes --store` on this store", path=code_store.path)
+    return CodeSource(code_store, max_tokens=max_tokens)

@@ -65,9 +65,10 @@ def make_windows(regions: pd.DataFrame, *, size: int, stride: int,
     return out[WINDOW_COLUMNS + rest]
 
 
-def atlas_windows(chrom_sizes: Mapping[str, int], *, n_windows: int, size: int,
+def atlas_windows(chrom_sizes: Mapping[str, int], *, n_windows: int | str, size: int,
                   exclude_chroms: Sequence[str] = (), seed: int = 0) -> pd.DataFrame:
-    """A random, non-overlapping, genome-wide sample of ``n_windows`` windows, sorted by position.
+    """A random, non-overlapping, genome-wide sample of ``n_windows`` windows, sorted by position
+    (``n_windows="all"``: every slot, i.e. the whole genome tiled from each chromosome's offset).
 
     Stratified by chromosome: each chromosome is cut into ``size`` slots on a grid with a random
     offset and gets its share of ``n_windows`` in proportion to its number of slots (largest
@@ -85,6 +86,11 @@ def atlas_windows(chrom_sizes: Mapping[str, int], *, n_windows: int, size: int,
                        dtype=np.int64)
     n_slots = np.array([max(0, (chrom_sizes[c] - o) // size) for c, o in zip(chroms, offsets)], dtype=np.int64)
     total = int(n_slots.sum())
+    if n_windows == "all":
+        n_windows = total
+    if not isinstance(n_windows, (int, np.integer)) or isinstance(n_windows, bool):
+        raise InputError(f"atlas.n_windows must be a number of windows or 'all', got {n_windows!r}",
+                         record="atlas.n_windows")
     if n_windows > total:
         raise InputError(f"asked for {n_windows} windows of {size} bp but the genome holds only {total}",
                          record="atlas.n_windows")
