@@ -54,6 +54,8 @@ ALIGNMENT_COLUMNS = (
     "n_windows", "n_windows_hit", "z", "p", "q", "captured",
 )
 
+#: A concept covering more than this share of a chunk's tokens is counted by a dense product (BLAS).
+_DENSE_CONCEPT_SHARE = 0.02
 #: Dense cells of one per-window block (windows × features × thresholds × concepts) in the moments.
 _BLOCK_CELLS = 1 << 22
 
@@ -278,14 +280,22 @@ class AlignmentCounts:
         for h, rows in ((0, np.flatnonzero(cal)), (1, np.flatnonzero(~cal))):
             for lo in range(0, rows.size, 1 << 20):  # float32 sums stay exact below 2^24
                 idx = rows[lo:lo + (1 << 20)]
-                x = codes[idx]
-                m = M[idx].toarray().astype(np.float32)
-                cum_tp = np.empty((self.n_levels + 1, self.n_features, self.n_concepts), np.int64)
+                whole = idx.size == codes.shape[0]  # one half only: no copies
+                x = codes if whole else codes[idx]
+                Mi = sp.csr_matrix(M if whole else M[idx], dtype=np.float32)
+                # frequent concepts (codon positions, CDS, ...) by BLAS, rare ones (motif sites) sparse:
+                # the same exact integer counts at a fraction of the dense product's work
+                freq = np.flatnonzero(Mi.getnnz(axis=0) > _DENSE_CONCEPT_SHARE * max(len(idx), 1))
+                rare = np.setdiff1d(np.arange(self.n_concepts), freq)
+                m_freq = Mi[:, freq].toarray()
+                m_rare_T = Mi[:, rare].T.tocsr()
+                cum_tp = np.zeros((self.n_levels + 1, self.n_features, self.n_concepts), np.int64)
                 cum_fire = np.empty((self.n_levels + 1, self.n_features), np.int64)
-                cum_tp[-1], cum_fire[-1] = 0, 0
+                cum_fire[-1] = 0
                 for k in range(self.n_levels):  # fires at threshold k (cumulative), then bins by difference
                     ind = (x > thr[None, :, k]).astype(np.float32)
-                    cum_tp[k] = np.rint(ind.T @ m).astype(np.int64)
+                    cum_tp[k][:, freq] = np.rint(ind.T @ m_freq).astype(np.int64)
+                    cum_tp[k][:, rare] = np.rint(m_rare_T @ ind).T.astype(np.int64)
                     cum_fire[k] = ind.sum(0, dtype=np.int64)
                 self.tp[h] += np.moveaxis(cum_tp[:-1] - cum_tp[1:], 0, 1)
                 self.fire[h] += (cum_fire[:-1] - cum_fire[1:]).T
