@@ -7,12 +7,13 @@ shows each step's time and peak RSS with the ratio to the 1x run of the same inv
 grow about linearly with the atlas and peak RSS stay flat (the features step streams whole-window
 batches from the code store).
 
-    python benchmarks/bench_scale.py                          # 1x 4x 16x, ~1.5 h on 2 cores
+    python benchmarks/bench_scale.py --light                  # 1x 4x 16x, > 2 h on 2 cores
     python benchmarks/bench_scale.py --scales 1 2 --light     # a quick check
     python benchmarks/bench_scale.py --root results_scale --cores 2
 
-``--light`` (the default for scales above 4 is the demo's own settings) switches off what does not
-depend on the atlas size and only adds time: the control model, the replicate SAE, logos.
+``--light`` switches off what only multiplies the work and is not what is being scaled: the control model
+(a second embedding, SAE and feature analysis) and the replicate SAE. Without it every scale runs the
+demo's own settings.
 Finished steps are not rerun (Snakemake), so an interrupted run resumes where it stopped.
 """
 
@@ -56,8 +57,8 @@ def run_scale(cfg: dict, cores: int) -> float:
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     target = f"{out}/features/feature_catalog.csv"
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
-    cmd = [sys.executable, "-m", "snakemake", "--profile", "workflow/profiles/default", "--cores", str(cores),
-           "--configfile", str(cfg_path), target]
+    cmd = [sys.executable, "-m", "snakemake", target, "--profile", "workflow/profiles/default", "--cores", str(cores),
+           "--configfile", str(cfg_path)]  # --configfile takes several paths: the target goes first
     t0 = time.perf_counter()
     log = out / "bench_snakemake.log"
     with open(log, "w") as fh:
