@@ -162,11 +162,11 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     full.to_csv(out, index=False)
     text = (f"{cal_w.sum()} calibration promoter windows (chromosomes outside {config['atlas']['holdout_chroms']}), "
-          f"{(~cal_w).sum()} held-out; TopK SAE {args.d_sae} latents, k {args.k}, {args.training_tokens:,} "
-          f"training tokens per model and layer; candidates: SAE {args.d_sae}, neurons "
-          f"{int(full['neuron_n_units'].iloc[0])}, random {args.n_random}, control SAE {args.d_sae}. "
-          f"Motifs with ≥ {args.min_sites} FIMO sites in both halves; counts are non-AT-rich (+ AT-rich, "
-          f"consensus ≥ {AT_RICH:.0%} A/T); F1 held-out, unit and threshold chosen on calibration; `captured` = "
+            f"{(~cal_w).sum()} held-out; TopK SAE {args.d_sae} latents, k {args.k}, {args.training_tokens:,} "
+            f"training tokens per model and layer; candidates: SAE {args.d_sae}, neurons "
+            f"{int(full['neuron_n_units'].iloc[0])}, random {args.n_random}, control SAE {args.d_sae}. "
+            f"Motifs with ≥ {args.min_sites} FIMO sites in both halves; counts are non-AT-rich (+ AT-rich, "
+            f"consensus ≥ {AT_RICH:.0%} A/T); F1 held-out, unit and threshold chosen on calibration; `captured` = "
             f"SAE F1 ≥ 0.5 and > random, neuron and control F1 + {args.margin}.\n\n"
             + markdown(pd.DataFrame([summary_row(t) for _, t in full.groupby("layer", sort=True)])))
     print(f"## Motif capture by layer: {model}\n\n{text}")
