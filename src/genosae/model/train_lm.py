@@ -286,8 +286,14 @@ def main_train(args: dict) -> None:
     print(json.dumps(res, indent=2))
 
 
+#: Optional file of a model folder whose markdown :func:`write_model_card` puts in the card as the section
+#: "Motif capture by layer" (written by ``benchmarks/bench_motif_capture.py --card``).
+MOTIF_CAPTURE_CARD = "motif_capture.md"
+
+
 def write_model_card(model_dir: str | Path) -> Path:
-    """README.md (model card) + loss_curve.png from ``training_log.json`` and ``eval_heldout.json``."""
+    """README.md (model card) + loss_curve.png from ``training_log.json`` and ``eval_heldout.json``,
+    with the section "Motif capture by layer" from :data:`MOTIF_CAPTURE_CARD` when the folder has one."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -317,6 +323,8 @@ def write_model_card(model_dir: str | Path) -> Path:
         f"| k-mer, {c} bases each side | {r['bits_per_base']:.4f} | {100 * r['accuracy']:.2f}% |"
         for c, r in sorted(km["per_context"].items(), key=lambda kv: int(kv[0]))
     )
+    motif_file = model_dir / MOTIF_CAPTURE_CARD
+    motif = f"## Motif capture by layer\n{motif_file.read_text().strip()}\n\n" if motif_file.is_file() else ""
     text = f"""---
 library_name: transformers
 tags: [dna, genomics, masked-lm, yeast, genosae]
@@ -371,7 +379,7 @@ strands of the training chromosomes — are scored on exactly the same positions
 Best k-mer baseline: c = {km['best_context']}; the model is **{-ev['delta_bits_vs_kmer']:.4f} bits/base better**
 (target: ≥ 0.03) and {100 * (ev['model']['accuracy'] - km['accuracy']):+.2f} points in accuracy.
 
-## Limits
+{motif}## Limits
 Trained on one 12-Mb yeast genome for {log['seconds'] / 60:.0f} minutes on 2 CPU cores: a small model for demos, tests and method
 development, not a substitute for Nucleotide Transformer, Caduceus or Evo 2 on other genomes.
 """
