@@ -75,3 +75,27 @@ def test_resume_skips_written_shards_and_refuses_another_sae(store, sae, tmp_pat
         encode_store(store, other, out, progress=False)
     with pytest.raises(InputError, match="not a code store"):
         CodeStore(tmp_path)
+
+
+def test_feature_sources_read_the_same_tokens_and_codes(store, sae, tmp_path):
+    """The features step's three sources give the same batches: the code store, the SAE on the fly and
+    the in-memory activations; a code store of another SAE is refused."""
+    from genosae.features.activations import CodeSource, EncodedSource, feature_activations
+    from genosae.features.pipeline import sae_source
+
+    cs = encode_store(store, sae, tmp_path / "codes", progress=False)
+    acts = feature_activations(sae, store)
+    for batch_size in (150, 10_000):  # 150: one window (100 tokens) per batch; windows never split
+        parts = {name: list(src.iter_batches(batch_size)) for name, src in
+                 {"codes": CodeSource(cs), "encoded": EncodedSource(sae, store), "memory": acts}.items()}
+        for name, batches in parts.items():
+            codes = np.concatenate([b.codes.toarray() for b in batches])
+            rows = np.concatenate([b.rows for b in batches])
+            np.testing.assert_allclose(codes, acts.codes.toarray()[rows], rtol=1e-6, err_msg=name)
+            assert sorted(rows.tolist()) == list(range(600)), name
+            seen = [w for b in batches for w in set(b.tokens["window_index"])]
+            assert len(seen) == len(set(seen)) == 6, name  # whole windows: each in exactly one batch
+    assert (CodeSource(cs).window_counts(6) == 100).all()
+    other = TopKSAE(TopKSAEConfig(d_in=64, d_sae=512, k=8), seed=1).eval()
+    with pytest.raises(InputError, match="another SAE"):
+        sae_source(store, other, cs, None)

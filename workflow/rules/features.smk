@@ -49,7 +49,7 @@ rule features:
         "../envs/genosae.yaml"
     threads: config["threads"]
     resources:
-        mem_mb=12000,
+        mem_mb=4000,  # the step streams: 2.0 GB peak for the demo, flat with the atlas (docs/scaling.md)
         runtime=60,
     params:
         cfg=cfg_hash("features"),

@@ -64,7 +64,7 @@ from genosae.features.motifs import (
 from genosae.genome.concepts import ConceptIndex
 from genosae.sae.codes import CodeStore, sae_fingerprint
 
-__all__ = ["beats_control", "check_same_windows", "run_features", "token_gc"]
+__all__ = ["beats_control", "check_same_windows", "codon_table", "gc_lookup", "run_features", "sae_source", "token_gc"]
 
 log = logging.getLogger(__name__)
 
@@ -349,7 +349,7 @@ def run_features(
     windows = store.windows
     names = sorted(concepts["concept"].unique())
     params = dict(thresholds=tuple(thresholds), min_f1=min_f1, fdr=fdr)
-    source = _sae_source(store, sae, codes, max_tokens)
+    source = sae_source(store, sae, codes, max_tokens)
     n_per_window = source.window_counts(len(windows))
     present = n_per_window > 0
     if not present.any():
@@ -382,7 +382,7 @@ def run_features(
         if control_sae is None:
             raise ValueError("control_store needs control_sae (the SAE trained on the control model)")
         check_same_windows(store, control_store)
-        control_source = _sae_source(control_store, control_sae, control_codes, max_tokens)
+        control_source = sae_source(control_store, control_sae, control_codes, max_tokens)
         control_alignment = align_source(control_source, concepts, concept_names=names, calibration_windows=cal_w,
                                          batch_size=source_batch, **params)
         base = {"control": control_alignment, **base}
@@ -494,7 +494,7 @@ def run_features(
     return paths
 
 
-def _sae_source(store: Any, sae: Any, codes: Any, max_tokens: int | None) -> FeatureSource:
+def sae_source(store: Any, sae: Any, codes: Any, max_tokens: int | None) -> FeatureSource:
     """The SAE's features of ``store``: read from its code store when given (checked to be this SAE's
     codes of this store), else encoded on the fly."""
     if codes is None:
