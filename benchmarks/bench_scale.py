@@ -42,7 +42,6 @@ def scale_config(base: dict, scale: float, root: Path, *, light: bool) -> dict:
     cfg = copy.deepcopy(base)
     cfg["outdir"] = str(root / f"x{scale:g}")
     cfg["atlas"]["n_windows"] = round(DEMO_WINDOWS * scale)
-    cfg["reference"]["cache_dir"] = base["reference"]["cache_dir"]
     if light:
         cfg["control_model"]["enabled"] = False
         cfg["sae"]["seeds"] = cfg["sae"]["seeds"][:1]

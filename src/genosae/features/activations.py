@@ -216,7 +216,8 @@ def iter_token_batches(
     :func:`feature_activations`). Memory is one shard.
     """
     windows = store.windows
-    for shard, acts, keep, idx in _kept_shards(store, exclude_special, max_tokens):
+    for shard, keep, idx in _kept_rows(store.iter_shards(), exclude_special, max_tokens):
+        acts = np.asarray(shard["acts"])
         if idx.size == 0:
             continue
         tokens = _token_frame(shard, keep, windows)
@@ -256,13 +257,6 @@ def _kept_rows(shards: Iterable[dict[str, Any]], exclude_special: bool, max_toke
         idx = np.flatnonzero(keep)
         n_done += idx.size
         yield shard, keep, idx
-
-
-def _kept_shards(store: StoreLike, exclude_special: bool, max_tokens: int | None
-                 ) -> Iterator[tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray]]:
-    """``(shard, acts, keep mask, kept row indices)`` per shard, up to the first ``max_tokens`` kept tokens."""
-    for shard, keep, idx in _kept_rows(store.iter_shards(), exclude_special, max_tokens):
-        yield shard, np.asarray(shard["acts"]), keep, idx
 
 
 def _keep_mask(shard: dict[str, Any], exclude_special: bool) -> np.ndarray:
@@ -362,6 +356,18 @@ def _token_frame(shard: dict[str, Any], keep: np.ndarray, windows: pd.DataFrame)
     })
 
 
+def _codes_by(transform: Callable[[np.ndarray], np.ndarray], chunk: int) -> Callable[[dict, np.ndarray], sp.csr_matrix]:
+    """``codes_of(shard, rows)`` for :func:`_shard_batches`: ``transform`` (dense acts ``[B, D]`` → dense
+    ``[B, F]``) of those rows, ``chunk`` rows at a time, zeros dropped."""
+
+    def codes_of(shard: dict[str, Any], rows: np.ndarray) -> sp.csr_matrix:
+        acts = np.asarray(shard["acts"])
+        return sp.vstack([sp.csr_matrix(np.asarray(transform(acts[rows[a:a + chunk]]), dtype=np.float32))
+                          for a in range(0, rows.size, chunk)], format="csr")
+
+    return codes_of
+
+
 def _collect(
     store: StoreLike,
     transform: Callable[[np.ndarray], np.ndarray],
@@ -370,25 +376,15 @@ def _collect(
     max_tokens: int | None,
     exclude_special: bool,
 ) -> tuple[sp.csr_matrix, pd.DataFrame]:
-    """Apply ``transform`` (dense acts ``[B, D]`` → dense ``[B, F]``) to the store, keep nonzeros."""
-    windows = store.windows
-    blocks: list[sp.csr_matrix] = []
-    frames: list[pd.DataFrame] = []
-    for shard, acts, keep, idx in _kept_shards(store, exclude_special, max_tokens):
-        for lo in range(0, len(idx), batch_size):
-            out = np.asarray(transform(acts[idx[lo:lo + batch_size]]), dtype=np.float32)
-            blocks.append(sp.csr_matrix(out))  # drops the zeros
-        frames.append(_token_frame(shard, keep, windows))
-    if not frames:
+    """Apply ``transform`` to every kept token of the store, keep nonzeros (all of :func:`_shard_batches` at once)."""
+    batches = list(_shard_batches(store.iter_shards(), store.windows, _codes_by(transform, batch_size), 1 << 62,
+                                  exclude_special, max_tokens))
+    if not batches:
         raise InputError("the activation store holds no tokens; re-run `genosae embed`",
                          path=getattr(store, "path", None))
-    tokens = pd.concat(frames, ignore_index=True)
-    if blocks:
-        codes = sp.vstack(blocks, format="csr", dtype=np.float32)
-    else:  # only special tokens
-        codes = sp.csr_matrix((0, len(transform(np.zeros((1, store.d_model), np.float32))[0])), dtype=np.float32)
+    codes = sp.vstack([b.codes for b in batches], format="csr", dtype=np.float32)
     codes.eliminate_zeros()
-    return codes, tokens
+    return codes, pd.concat([b.tokens for b in batches], ignore_index=True)
 
 
 def numpy_encoder(sae: Encoder, device: str = "cpu") -> Callable[[np.ndarray], np.ndarray]:
@@ -511,15 +507,9 @@ class EncodedSource:
     def windows(self) -> pd.DataFrame:
         return self.store.windows
 
-    def _codes(self, shard: dict[str, Any], rows: np.ndarray) -> sp.csr_matrix:
-        acts = np.asarray(shard["acts"])
-        parts = [sp.csr_matrix(self.encode(acts[rows[a:a + self.encode_batch]]))
-                 for a in range(0, rows.size, self.encode_batch)]
-        return sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, len(self.feature_names)))
-
     def iter_batches(self, batch_size: int = 65_536) -> Iterator[FeatureBatch]:
-        yield from _shard_batches(self.store.iter_shards(), self.windows, self._codes, batch_size,
-                                  self.exclude_special, self.max_tokens)
+        yield from _shard_batches(self.store.iter_shards(), self.windows, _codes_by(self.encode, self.encode_batch),
+                                  batch_size, self.exclude_special, self.max_tokens)
 
     def window_counts(self, n_windows: int) -> np.ndarray:
         shards = self.store.iter_shards(columns=["window_index", "bp_start", "is_special"])

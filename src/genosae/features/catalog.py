@@ -122,7 +122,6 @@ def feature_statistics(
         var_y = syy - sy**2 / max(n_tok, 1)
         denom = np.sqrt(np.maximum(var_x, 0) * max(var_y, 0))
         stats["gc_corr"] = np.divide(cov, denom, out=np.zeros(F), where=denom > 0)
-    stats.attrs["n_tokens"] = n_tok
     return stats
 
 

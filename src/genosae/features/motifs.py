@@ -936,8 +936,8 @@ def codon_counts(codes: sp.spmatrix, codon_membership: sp.spmatrix) -> tuple[np.
 
 
 def codon_preference(
-    codes: sp.spmatrix,
-    membership: sp.spmatrix,
+    codes: sp.spmatrix | None,
+    membership: sp.spmatrix | None,
     concept_names: Sequence[str],
     *,
     feature_names: Sequence[str] | None = None,
