@@ -10,6 +10,7 @@ batches from the code store).
     python benchmarks/bench_scale.py --light                  # 1x 4x 16x, > 2 h on 2 cores
     python benchmarks/bench_scale.py --scales 1 2 --light     # a quick check
     python benchmarks/bench_scale.py --root results_scale --cores 2
+    python benchmarks/bench_scale.py --light --report-only    # the tables of finished runs only
 
 ``--light`` switches off what only multiplies the work and is not what is being scaled: the control model
 (a second embedding, SAE and feature analysis) and the replicate SAE. Without it every scale runs the
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -108,14 +110,19 @@ def main() -> None:
     ap.add_argument("--light", action="store_true",
                     help="no control model, one SAE seed (what does not grow with the atlas only adds time)")
     ap.add_argument("--config", type=Path, default=REPO / "config" / "config.yaml")
+    ap.add_argument("--report-only", action="store_true",
+                    help="print the tables from the finished runs under --root without running anything")
     args = ap.parse_args()
     base = yaml.safe_load(args.config.read_text())
     tables = {}
     for s in args.scales:
         cfg = scale_config(base, s, args.root.resolve(), light=args.light)
-        wall = run_scale(cfg, args.cores)
+        if not args.report_only:
+            wall = run_scale(cfg, args.cores)
+            print(f"x{s:g}: {cfg['atlas']['n_windows']} windows, workflow {wall:.0f} s", flush=True)
         tables[s] = step_table(Path(cfg["outdir"]))
-        print(f"x{s:g}: {cfg['atlas']['n_windows']} windows, workflow {wall:.0f} s", flush=True)
+        if tables[s].empty:
+            sys.exit(f"no benchmark files under {cfg['outdir']}/benchmarks: run without --report-only first")
     first = tables[args.scales[0]]
     print(f"\n| step | {' | '.join(f'x{s:g} s (ratio)' for s in args.scales)} | "
           f"{' | '.join(f'x{s:g} peak RSS MB (ratio)' for s in args.scales)} | disk MB at x{args.scales[-1]:g} |")
@@ -126,6 +133,19 @@ def main() -> None:
         disk = tables[args.scales[-1]].loc[step, "disk_mb"] if step in tables[args.scales[-1]].index else float("nan")
         print(f"| {step} | " + " | ".join(f"{v:.0f} ({v / secs[0]:.1f}x)" for v in secs) + " | "
               + " | ".join(f"{v:.0f} ({v / rss[0]:.2f}x)" for v in rss) + f" | {disk:.0f} |")
+    parts = {s: feature_timings(args.root.resolve() / f"x{s:g}") for s in args.scales}
+    print(f"\nfeatures step by part (features.json timings_s), seconds (ratio to x{args.scales[0]:g}):")
+    print(f"| part | {' | '.join(f'x{s:g}' for s in args.scales)} |")
+    print("|---|" + "---|" * len(args.scales))
+    for part in parts[args.scales[0]]:
+        vals = [parts[s].get(part, float("nan")) for s in args.scales]
+        print(f"| {part} | " + " | ".join(f"{v:.0f} ({v / vals[0]:.1f}x)" for v in vals) + " |")
+
+
+def feature_timings(out: Path) -> dict[str, float]:
+    """Seconds per part of the features step of one run (empty when it has not finished)."""
+    path = out / "features" / "features.json"
+    return json.loads(path.read_text()).get("timings_s", {}) if path.exists() else {}
 
 
 if __name__ == "__main__":
