@@ -9,7 +9,6 @@ import torch
 from torch.nn import functional as F
 
 from genosae.sae.base import SAE, SAEConfig, register_architecture
-from genosae.sae.kernels import row_topk
 
 
 @dataclass
@@ -37,13 +36,12 @@ class TopKSAE(SAE):
     cfg: TopKSAEConfig
 
     def activation(self, pre_BF: torch.Tensor) -> torch.Tensor:
-        pre = pre_BF.reshape(-1, pre_BF.shape[-1])
-        vals, idx = row_topk(pre, self.cfg.k)
-        return torch.zeros_like(pre).scatter_(-1, idx, F.relu(vals)).reshape(pre_BF.shape)
+        top = pre_BF.topk(self.cfg.k, dim=-1, sorted=False)
+        return torch.zeros_like(pre_BF).scatter_(-1, top.indices, F.relu(top.values))
 
     def select(self, pre_BF: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         B, k = pre_BF.shape[0], self.cfg.k
-        idx_BK = row_topk(pre_BF, k)[1]
+        idx_BK = pre_BF.topk(k, dim=1, sorted=False).indices
         rows = torch.arange(B, device=pre_BF.device).repeat_interleave(k)
         return rows, idx_BK.reshape(-1)
 
