@@ -114,13 +114,14 @@ def main() -> None:
                     help="print the tables from the finished runs under --root without running anything")
     args = ap.parse_args()
     base = yaml.safe_load(args.config.read_text())
-    tables = {}
+    tables, outdirs = {}, {}
     for s in args.scales:
         cfg = scale_config(base, s, args.root.resolve(), light=args.light)
+        outdirs[s] = Path(cfg["outdir"])
         if not args.report_only:
             wall = run_scale(cfg, args.cores)
             print(f"x{s:g}: {cfg['atlas']['n_windows']} windows, workflow {wall:.0f} s", flush=True)
-        tables[s] = step_table(Path(cfg["outdir"]))
+        tables[s] = step_table(outdirs[s])
         if tables[s].empty:
             sys.exit(f"no benchmark files under {cfg['outdir']}/benchmarks: run without --report-only first")
     first = tables[args.scales[0]]
@@ -133,7 +134,7 @@ def main() -> None:
         disk = tables[args.scales[-1]].loc[step, "disk_mb"] if step in tables[args.scales[-1]].index else float("nan")
         print(f"| {step} | " + " | ".join(f"{v:.0f} ({v / secs[0]:.1f}x)" for v in secs) + " | "
               + " | ".join(f"{v:.0f} ({v / rss[0]:.2f}x)" for v in rss) + f" | {disk:.0f} |")
-    parts = {s: feature_timings(args.root.resolve() / f"x{s:g}") for s in args.scales}
+    parts = {s: feature_timings(outdirs[s]) for s in args.scales}
     print(f"\nfeatures step by part (features.json timings_s), seconds (ratio to x{args.scales[0]:g}):")
     print(f"| part | {' | '.join(f'x{s:g}' for s in args.scales)} |")
     print("|---|" + "---|" * len(args.scales))

@@ -217,9 +217,9 @@ def iter_token_batches(
     """
     windows = store.windows
     for shard, keep, idx in _kept_rows(store.iter_shards(), exclude_special, max_tokens):
-        acts = np.asarray(shard["acts"])
         if idx.size == 0:
             continue
+        acts = np.asarray(shard["acts"])
         tokens = _token_frame(shard, keep, windows)
         order = np.argsort(tokens["window_index"].to_numpy(), kind="stable")
         idx, tokens = idx[order], tokens.iloc[order].reset_index(drop=True)
