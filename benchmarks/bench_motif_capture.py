@@ -16,7 +16,7 @@ SAE held-out F1 ≥ 0.5 and > every null set (random, neuron, control) + ``--mar
 Prints one markdown table (one row per layer) and the best non-AT-rich motifs of each layer; writes the
 full layer × motif table to ``--out``. One progress line per layer on stderr.
 
-Run: python benchmarks/bench_motif_capture.py [--layers 1 2 ... 8] [--quick] [--out CSV]
+Run: python benchmarks/bench_motif_capture.py [--layers 1 2 ... 8] [--sae-seeds 0 1 2] [--quick] [--out CSV]
 """
 
 from __future__ import annotations
@@ -75,14 +75,27 @@ def run_layer(layer: int, models: dict[str, str], windows: pd.DataFrame, seqs: l
                                      n_random=args.n_random, thresholds=config["features"]["thresholds"],
                                      min_sites=args.min_sites, margin=args.margin,
                                      batch_size=config["model"]["batch_size"],
-                                     storage_dtype=config["embed"]["storage_dtype"], seed=args.seed)
-    log(f"[layer {layer}] {len(table)} motifs scored, SAE FVU {fvu['model']:.3f} (control {fvu['control']:.3f}), "
+                                     storage_dtype=config["embed"]["storage_dtype"], seed=args.seed,
+                                     sae_seeds=args.sae_seeds)
+    log(f"[layer {layer}] {table['motif_id'].nunique()} motifs scored ({len(args.sae_seeds)} SAE seeds), SAE FVU {fvu['model']:.3f} (control {fvu['control']:.3f}), "
         f"best SAE F1 {table['sae_f1'].max():.2f}, {time.perf_counter() - t0:.0f} s")
     return table.assign(layer=layer)
 
 
+def over_seeds(t: pd.DataFrame) -> pd.DataFrame:
+    """One row per layer × motif: each set's held-out F1 as the mean over the SAE seeds (``sae_f1_sd`` the
+    SAE's standard deviation), ``captured`` only when captured with every seed."""
+    keys = ["layer", "motif_id", "motif_name", "at_rich"]
+    f1 = [f"{s}_f1" for s in SETS]
+    g = t.groupby(keys, sort=False)
+    out = g[f1].mean().join(g["captured"].all()).join(g["sae_f1"].std(ddof=1).fillna(0.0).rename("sae_f1_sd"))
+    return out.reset_index()
+
+
 def summary_row(t: pd.DataFrame) -> dict[str, object]:
-    """Counts of one layer: per set, motifs with held-out F1 ≥ 0.5 and ≥ 0.3 as ``non-AT (+AT)``."""
+    """Counts of one layer: per set, motifs with held-out F1 ≥ 0.5 and ≥ 0.3 as ``non-AT (+AT)`` (F1 the
+    mean over the SAE seeds, :func:`over_seeds`)."""
+    t = over_seeds(t)
     row: dict[str, object] = {"layer": int(t["layer"].iloc[0])}
     at = t["at_rich"].to_numpy(bool)
     row["motifs (non-AT + AT)"] = f"{(~at).sum()} + {at.sum()}"
@@ -93,8 +106,9 @@ def summary_row(t: pd.DataFrame) -> dict[str, object]:
     cap = t["captured"].to_numpy(bool)
     row["captured non-AT (+AT)"] = f"{(cap & ~at).sum()} (+{(cap & at).sum()})"
     best = t[~at].nlargest(3, "sae_f1")
-    row["best non-AT: SAE / neuron / control F1"] = ", ".join(
-        f"{r.motif_name} {r.sae_f1:.2f} / {r.neuron_f1:.2f} / {r.control_f1:.2f}" for r in best.itertuples())
+    row["best non-AT: SAE (± sd over seeds) / neuron / control F1"] = ", ".join(
+        f"{r.motif_name} {r.sae_f1:.2f} ± {r.sae_f1_sd:.2f} / {r.neuron_f1:.2f} / {r.control_f1:.2f}"
+        for r in best.itertuples())
     return row
 
 
@@ -120,7 +134,9 @@ def main() -> None:
     ap.add_argument("--n-random", type=int, default=384, help="random directions (as many as neuron units)")
     ap.add_argument("--min-sites", type=int, default=20)
     ap.add_argument("--margin", type=float, default=0.1)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="windows and random directions")
+    ap.add_argument("--sae-seeds", type=int, nargs="+", default=None,
+                    help="replicate SAEs per model and layer (default: --seed); F1 is their mean")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="smoke run: layers 2 and 6, 300 + 200 windows")
     ap.add_argument("--out", default="results/benchmarks/motif_capture_by_layer.csv")
@@ -130,6 +146,7 @@ def main() -> None:
     if args.quick:
         args.layers = args.layers or [2, 6]
         args.n_train, args.n_heldout, args.training_tokens = 300, 200, 150_000
+    args.sae_seeds = args.sae_seeds or [args.seed]
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     config = load_config(args.config, check_files=False)
@@ -163,7 +180,8 @@ def main() -> None:
     full.to_csv(out, index=False)
     text = (f"{cal_w.sum()} calibration promoter windows (chromosomes outside {config['atlas']['holdout_chroms']}), "
             f"{(~cal_w).sum()} held-out; TopK SAE {args.d_sae} latents, k {args.k}, {args.training_tokens:,} "
-            f"training tokens per model and layer; candidates: SAE {args.d_sae}, neurons "
+            f"training tokens per model and layer, SAE seeds {args.sae_seeds} (F1 their mean, `captured` with "
+            f"every seed); candidates: SAE {args.d_sae}, neurons "
             f"{int(full['neuron_n_units'].iloc[0])}, random {args.n_random}, control SAE {args.d_sae}. "
             f"Motifs with ≥ {args.min_sites} FIMO sites in both halves; counts are non-AT-rich (+ AT-rich, "
             f"consensus ≥ {AT_RICH:.0%} A/T); F1 held-out, unit and threshold chosen on calibration; `captured` = "

@@ -10,6 +10,7 @@ has no data-dependent init; this only helps it), ours normalises inside. sparsif
 driven like its ``Trainer`` with ``loss_fn="fvu"`` (``b_dec`` = the first batch's mean, unit-norm decoder
 rows each step, gradient parallel to them removed, the FVU as the loss), with torch Adam at the same
 learning rate and schedule (its own default LR rule and 8-bit Adam would change two things at once).
+Ours runs twice: with its numba row top-k (:mod:`genosae.sae.kernels`) and with ``torch.topk``.
 Quality is measured on held-out tokens: FVU (scale-free), L0 and the fraction of latents that never fire.
 
 Usage::
@@ -203,6 +204,13 @@ def main() -> None:
     print(f"d_in={data.shape[1]} d_sae={args.d_sae} k={args.k} batch={args.batch_size} "
           f"tokens={args.tokens} threads={torch.get_num_threads()}")
     res = {"genosae": run_ours(train, held, args)}
+    from genosae.sae import kernels
+
+    kernels.ENABLED = False  # the same trainer with torch.topk for the TopK selection: the kernel's share
+    try:
+        res["genosae_torch_topk"] = run_ours(train, held, args)
+    finally:
+        kernels.ENABLED = True
     try:
         res["saelens"] = run_saelens(train, held, args, sparse=False)
     except ImportError:
@@ -216,11 +224,11 @@ def main() -> None:
         res["sparsify"] = run_sparsify(train, held, args)
     except ImportError:
         print("sparsify is not installed: pip install eai-sparsify")
-    print(f"{'':16}{'tokens/s':>12}{'FVU':>9}{'L0':>8}{'dead':>8}")
+    print(f"{'':20}{'tokens/s':>12}{'FVU':>9}{'L0':>8}{'dead':>8}")
     for name, r in res.items():
-        print(f"{name:16}{r['tokens_per_s']:>12,.0f}{r['fvu']:>9.4f}{r['l0']:>8.1f}"
+        print(f"{name:20}{r['tokens_per_s']:>12,.0f}{r['fvu']:>9.4f}{r['l0']:>8.1f}"
               f"{r['dead_frac']:>8.3f}")
-    for other in ("saelens", "saelens_sparse", "sparsify"):
+    for other in ("genosae_torch_topk", "saelens", "saelens_sparse", "sparsify"):
         if other in res:
             print(f"speed-up vs {other}: "
                   f"{res['genosae']['tokens_per_s'] / res[other]['tokens_per_s']:.2f}x")

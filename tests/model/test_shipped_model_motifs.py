@@ -29,15 +29,19 @@ MODEL = Path(__file__).resolve().parents[2] / "models" / "genosae-yeast-cnn"
 LAYER = 1  # the layer bench_motif_capture.py finds best for motifs
 MOTIFS = ("SPT15",)  # the TATA box (JASPAR MA0386.2): the motif the bench finds best carried at layer 1
 N_CALIBRATION, N_HELDOUT, D_SAE, K, TOKENS = 250, 150, 1024, 16, 256_000
-#: Held-out F1 at this size, seeds 0/1/2/3: SAE 0.50/0.59/0.73/0.57, best neuron 0.41/0.46/0.53/0.48, control's
-#: SAE 0.36/0.32/0.43/0.41. With the untrained control in place of the model (seed 0): SAE 0.36, neuron 0.49,
-#: control (seed 1) 0.39, so every assertion below fails.
-MIN_F1, NEURON_MARGIN, CONTROL_MARGIN = 0.45, 0.05, 0.1
+#: Held-out F1 at this size (windows of seed 0), SAE seeds 0–5: SAE 0.51/0.51/0.59/0.56/0.59/0.54, best neuron
+#: 0.41, control's SAE 0.35/0.24/0.42/0.47/0.29/0.51 — one control SAE varies by ±0.1, so a single seed cannot
+#: carry a margin; every assertion is on the mean over SAE_SEEDS (and holds for every 3 of those 6 seeds).
+#: With the untrained control in place of the model (SAE seeds 0–2): SAE 0.35/0.24/0.42, neuron 0.49, control
+#: (seed 1) 0.41/0.49/0.49, so every assertion below fails.
+MIN_F1, NEURON_MARGIN, CONTROL_MARGIN = 0.45, 0.05, 0.05
+SAE_SEEDS = (0, 1, 2)
 
 
-def capture(model: Path, control: Path, yeast_genome, work: Path, *, seed: int = 0) -> pd.DataFrame:
-    """``motif_capture`` table of :data:`MOTIFS` at :data:`LAYER`: the SAE of ``model``, its neurons and the
-    SAE of ``control``, chosen on 250 chrI–XV promoter windows, scored on 150 of chrXVI."""
+def capture(model: Path, control: Path, yeast_genome, work: Path, *, seed: int = 0,
+            sae_seeds: tuple[int, ...] = SAE_SEEDS) -> pd.DataFrame:
+    """``motif_capture`` table of :data:`MOTIFS` at :data:`LAYER`: the SAEs (one per seed) of ``model``, its
+    neurons and the SAEs of ``control``, chosen on 250 chrI–XV promoter windows, scored on 150 of chrXVI."""
     ref, annotation = yeast_genome
     windows = promoter_windows(annotation, ref, holdout_chroms=["chrXVI"], n_calibration=N_CALIBRATION, n_heldout=N_HELDOUT,
                                seed=seed)
@@ -48,7 +52,7 @@ def capture(model: Path, control: Path, yeast_genome, work: Path, *, seed: int =
                          seed=seed, checkpoint_every=10**9, stats_tokens=16_384)
     table, _ = layer_motif_capture({"model": str(model), "control": str(control)}, LAYER, windows,
                                    window_sequences(windows, ref), sites, cal, work, sae_cfg=cfg, n_random=1,
-                                   min_sites=20, seed=seed)
+                                   min_sites=20, seed=seed, sae_seeds=sae_seeds)
     return table
 
 
@@ -64,8 +68,9 @@ def test_shipped_model_sae_feature_fires_on_tata_sites(yeast_genome, control_mod
         table = capture(MODEL, control_model, yeast_genome, tmp_path)
     finally:
         torch.set_num_threads(n)
-    assert list(table["motif_name"]) == ["SPT15"], "too few SPT15 sites in a half to score it"
-    f1 = {s: float(table[f"{s}_f1"].iloc[0]) for s in ("sae", "neuron", "control")}
+    assert list(table["motif_name"]) == ["SPT15"] * len(SAE_SEEDS), "too few SPT15 sites in a half to score it"
+    assert list(table["sae_seed"]) == list(SAE_SEEDS)
+    f1 = {s: float(table[f"{s}_f1"].mean()) for s in ("sae", "neuron", "control")}
     assert f1["sae"] >= MIN_F1, f1
     assert f1["sae"] >= f1["neuron"] + NEURON_MARGIN, f1
     assert f1["sae"] >= f1["control"] + CONTROL_MARGIN, f1

@@ -11,6 +11,7 @@ and the control's SAE (:func:`layer_motif_capture`).
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -60,10 +61,11 @@ def promoter_windows(annotation: pd.DataFrame, reference: Reference, *, holdout_
             .drop(columns="_o").reset_index(drop=True))
 
 
-def _store_and_sae(model: str, layer: int, windows: pd.DataFrame, sequences: Sequence[str],
-                   calibration: np.ndarray, work: Path, sae_cfg: Any, *, batch_size: int,
-                   storage_dtype: str, device: str) -> tuple[Any, Any, float]:
-    """Activation store of ``model`` at ``layer``, the SAE trained on its calibration windows, its FVU."""
+def _store_and_saes(model: str, layer: int, windows: pd.DataFrame, sequences: Sequence[str],
+                    calibration: np.ndarray, work: Path, sae_cfg: Any, seeds: Sequence[int], *, batch_size: int,
+                    storage_dtype: str, device: str) -> tuple[Any, dict[int, Any], dict[int, float]]:
+    """Activation store of ``model`` at ``layer`` and, per seed, the SAE trained on its calibration windows
+    and its final training FVU."""
     from genosae.model.adapter import load_model
     from genosae.model.embed import embed_windows
     from genosae.sae.train import CURVES_CSV, train_sae
@@ -71,10 +73,13 @@ def _store_and_sae(model: str, layer: int, windows: pd.DataFrame, sequences: Seq
     adapter = load_model(model, layer=layer, device=device, dtype="float32")
     store = embed_windows(adapter, windows, list(sequences), work / "store", batch_size=batch_size,
                           storage_dtype=storage_dtype, progress=False)
-    sae = train_sae(store, sae_cfg, work / "sae", device=device, progress=False, window_mask=calibration,
-                    metadata={"model_name": model, "layer": adapter.layer})
-    fvu = float(pd.read_csv(work / "sae" / CURVES_CSV)["fvu"].iloc[-5:].mean())
-    return store, sae, fvu
+    saes, fvu = {}, {}
+    for seed in seeds:
+        out = work / f"sae_seed{seed}"
+        saes[seed] = train_sae(store, dataclasses.replace(sae_cfg, seed=seed), out, device=device, progress=False,
+                               window_mask=calibration, metadata={"model_name": model, "layer": adapter.layer})
+        fvu[seed] = float(pd.read_csv(out / CURVES_CSV)["fvu"].iloc[-5:].mean())
+    return store, saes, fvu
 
 
 def layer_motif_capture(
@@ -96,6 +101,7 @@ def layer_motif_capture(
     storage_dtype: str = "float16",
     device: str = "cpu",
     seed: int = 0,
+    sae_seeds: Sequence[int] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, float]]:
     """Site F1 of every motif at ``layer``: the model's SAE vs its neurons, random directions and the control's SAE.
 
@@ -116,30 +122,45 @@ def layer_motif_capture(
     n_random, thresholds, min_sites, min_f1, margin
         Random directions (centred, as the pipeline's); :func:`~genosae.features.motif_capture.motif_capture`
         settings, ``captured`` against every null set (random, neuron, control).
+    seed
+        Seed of the random directions.
+    sae_seeds
+        Replicate SAEs: one SAE per seed on each store (same windows and stores), scored each against the
+        same neurons and random directions and the control's SAE of the same seed. Default: only
+        ``sae_cfg.seed``.
 
     Returns
     -------
     table, fvu
-        The ``motif_capture`` table (sets ``sae``, ``neuron``, ``random``, ``control``) and the final
-        training FVU of the ``model`` and ``control`` SAEs.
+        The ``motif_capture`` table (sets ``sae``, ``neuron``, ``random``, ``control``), one block of rows
+        per SAE seed (column ``sae_seed``), and the final training FVU of the ``model`` and ``control``
+        SAEs (mean over the seeds).
     """
     missing = {"model", "control"} - set(models)
     if missing:
         raise InputError(f"models needs the keys 'model' and 'control' (missing {sorted(missing)})", record="models")
     cal = np.asarray(calibration, dtype=bool)
+    seeds = list(dict.fromkeys(sae_seeds if sae_seeds is not None else [sae_cfg.seed]))
+    if not seeds:
+        raise InputError("sae_seeds must name at least one seed", record="sae_seeds")
     work_dir = Path(work_dir)
-    acts, fvu = {}, {}
+    acts: dict[str, dict[int, Any]] = {}
+    fvu: dict[str, float] = {}
     kw = {"batch_size": batch_size, "storage_dtype": storage_dtype, "device": device}
     for name in ("control", "model"):  # the model's store stays, for the streamed neuron and random sets
-        store, sae, fvu[name] = _store_and_sae(models[name], layer, windows, sequences, cal, work_dir / name,
-                                               sae_cfg, **kw)
-        acts[name] = feature_activations(sae, store, device=device)
+        store, saes, fvu_seed = _store_and_saes(models[name], layer, windows, sequences, cal, work_dir / name,
+                                                sae_cfg, seeds, **kw)
+        acts[name] = {s: feature_activations(sae, store, device=device) for s, sae in saes.items()}
+        fvu[name] = float(np.mean(list(fvu_seed.values())))
         if name == "control":
             shutil.rmtree(work_dir / name)
     mean = store_mean(store)
-    sets = {"sae": acts["model"], "neuron": neuron_units(store.d_model, mean),
-            "random": random_units(store.d_model, n_random, seed, mean), "control": acts["control"]}
-    table, _ = motif_capture(sets, sites, cal, ~cal, store=store, thresholds=thresholds, min_sites=min_sites,
-                             min_f1=min_f1, min_margin=margin, null_sets=("random", "neuron", "control"))
+    neurons, randoms = neuron_units(store.d_model, mean), random_units(store.d_model, n_random, seed, mean)
+    tables = []
+    for s in seeds:
+        sets = {"sae": acts["model"][s], "neuron": neurons, "random": randoms, "control": acts["control"][s]}
+        table, _ = motif_capture(sets, sites, cal, ~cal, store=store, thresholds=thresholds, min_sites=min_sites,
+                                 min_f1=min_f1, min_margin=margin, null_sets=("random", "neuron", "control"))
+        tables.append(table.assign(sae_seed=s))
     shutil.rmtree(work_dir / "model")
-    return table, fvu
+    return pd.concat(tables, ignore_index=True), fvu

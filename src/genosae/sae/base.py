@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from genosae.errors import InputError
+from genosae.sae.kernels import row_topk
 
 BDecInit = Literal["geometric_median", "mean", "zeros"]
 B_DEC_INITS: tuple[str, ...] = ("geometric_median", "mean", "zeros")
@@ -376,7 +377,7 @@ class SAE(nn.Module):
         k_aux = min(self.cfg.effective_aux_k, n_dead)
         residual = (x_norm_BD - out.recon_BD).detach()
         masked = out.pre_BF.masked_fill(~dead_F[None], -torch.inf)
-        idx_BK = masked.topk(k_aux, dim=1, sorted=False).indices
+        idx_BK = row_topk(masked, k_aux)
         B = x_norm_BD.shape[0]
         rows = torch.arange(B, device=idx_BK.device).repeat_interleave(k_aux)
         cols = idx_BK.reshape(-1)

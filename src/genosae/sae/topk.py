@@ -1,4 +1,7 @@
-"""TopK SAE (Gao et al. 2024): exactly ``k`` latents per token, AuxK against dead latents."""
+"""TopK SAE (Gao et al. 2024): exactly ``k`` latents per token, AuxK against dead latents.
+
+The per-token selection is :func:`~genosae.sae.kernels.row_topk` (a numba kernel on CPU, ``torch.topk``
+elsewhere)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import torch
 from torch.nn import functional as F
 
 from genosae.sae.base import SAE, SAEConfig, register_architecture
+from genosae.sae.kernels import row_topk
 
 
 @dataclass
@@ -36,12 +40,12 @@ class TopKSAE(SAE):
     cfg: TopKSAEConfig
 
     def activation(self, pre_BF: torch.Tensor) -> torch.Tensor:
-        top = pre_BF.topk(self.cfg.k, dim=-1, sorted=False)
-        return torch.zeros_like(pre_BF).scatter_(-1, top.indices, F.relu(top.values))
+        idx_BK = row_topk(pre_BF, self.cfg.k)
+        return torch.zeros_like(pre_BF).scatter_(-1, idx_BK, F.relu(pre_BF.gather(-1, idx_BK)))
 
     def select(self, pre_BF: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         B, k = pre_BF.shape[0], self.cfg.k
-        idx_BK = pre_BF.topk(k, dim=1, sorted=False).indices
+        idx_BK = row_topk(pre_BF, k)
         rows = torch.arange(B, device=pre_BF.device).repeat_interleave(k)
         return rows, idx_BK.reshape(-1)
 
