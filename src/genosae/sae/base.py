@@ -245,6 +245,8 @@ class SAE(nn.Module):
     unit_norm_decoder: ClassVar[bool] = True
     #: SAELens architecture name this one is saved as
     saelens_architecture: ClassVar[str] = ""
+    #: encoder rows start as this multiple of the (transposed) decoder rows
+    encoder_init_ratio: ClassVar[float] = 1.0
 
     def __init__(self, cfg: SAEConfig, *, seed: int = 0) -> None:
         super().__init__()
@@ -256,7 +258,7 @@ class SAE(nn.Module):
         W_dec = torch.rand(cfg.d_sae, cfg.d_in, generator=gen) * 2 - 1
         W_dec = W_dec / torch.linalg.vector_norm(W_dec, dim=1, keepdim=True) * self.decoder_init_norm()
         self.W_dec = nn.Parameter(W_dec)
-        self.W_enc = nn.Parameter(W_dec.T.clone().contiguous())
+        self.W_enc = nn.Parameter((W_dec.T * self.encoder_init_ratio).contiguous())
         self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae))
         self.b_dec = nn.Parameter(torch.zeros(cfg.d_in))
         self.register_buffer("act_mean", torch.zeros(cfg.d_in))

@@ -37,6 +37,9 @@ class TopKSAE(SAE):
 
     config_class = TopKSAEConfig
     saelens_architecture = "topk"
+    #: 1/√3, the row norm of a kaiming-uniform ``nn.Linear`` encoder of unit-norm decoder rows (sparsify's
+    #: init): lower FVU on the synthetic benchmark, unchanged on the model's activations (docs/scaling.md)
+    encoder_init_ratio = 3 ** -0.5
     cfg: TopKSAEConfig
 
     def activation(self, pre_BF: torch.Tensor) -> torch.Tensor:
