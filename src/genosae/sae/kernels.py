@@ -32,11 +32,10 @@ _POOL: ThreadPoolExecutor | None = None
 _POOL_SIZE = 0
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
-def _sift_down(vals: np.ndarray, idx: np.ndarray, k: int) -> None:
-    """Restore the min-heap ``vals[:k]`` (with ``idx`` alongside) after its root was replaced."""
-    i = 0
-    v, j0 = vals[0], idx[0]
+@numba.njit(nogil=True, cache=True)
+def _sift_down(vals: np.ndarray, idx: np.ndarray, i: int, k: int) -> None:
+    """Move entry ``i`` of the min-heap ``vals[:k]`` (``idx`` alongside) down to its place."""
+    v, j0 = vals[i], idx[i]
     while True:
         child = 2 * i + 1
         if child >= k:
@@ -52,20 +51,8 @@ def _sift_down(vals: np.ndarray, idx: np.ndarray, k: int) -> None:
 
 @numba.njit(nogil=True, cache=True)
 def _heapify(vals: np.ndarray, idx: np.ndarray, k: int) -> None:
-    for start in range(k // 2 - 1, -1, -1):
-        i = start
-        v, j0 = vals[i], idx[i]
-        while True:
-            child = 2 * i + 1
-            if child >= k:
-                break
-            if child + 1 < k and vals[child + 1] < vals[child]:
-                child += 1
-            if vals[child] >= v:
-                break
-            vals[i], idx[i] = vals[child], idx[child]
-            i = child
-        vals[i], idx[i] = v, j0
+    for i in range(k // 2 - 1, -1, -1):
+        _sift_down(vals, idx, i, k)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -96,7 +83,7 @@ def _topk_rows(x: np.ndarray, k: int, chunk: int, out: np.ndarray, r0: int, r1: 
         for c in range(k, n_chunks):
             if cmax[c] > hv[0]:
                 hv[0], hi[0] = cmax[c], c
-                _sift_down(hv, hi, k)
+                _sift_down(hv, hi, 0, k)
         t = hv[0]
         # the top k among the entries >= t (only chunks whose maximum reaches t hold any)
         n = 0
@@ -116,7 +103,7 @@ def _topk_rows(x: np.ndarray, k: int, chunk: int, out: np.ndarray, r0: int, r1: 
                         _heapify(hv, hi, k)
                 elif v > hv[0]:
                     hv[0], hi[0] = v, j
-                    _sift_down(hv, hi, k)
+                    _sift_down(hv, hi, 0, k)
         for c in range(k):
             out[r, c] = hi[c]
 
