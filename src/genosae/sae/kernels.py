@@ -61,7 +61,6 @@ def _topk_rows(x: np.ndarray, k: int, chunk: int, out: np.ndarray, r0: int, r1: 
     F = x.shape[1]
     n_chunks = (F + chunk - 1) // chunk
     cmax = np.empty(n_chunks, np.float32)
-    cidx = np.empty(n_chunks, np.int64)
     hv = np.empty(k, np.float32)
     hi = np.empty(k, np.int64)
     for r in range(r0, r1):
@@ -74,7 +73,6 @@ def _topk_rows(x: np.ndarray, k: int, chunk: int, out: np.ndarray, r0: int, r1: 
                 if row[j] > m:
                     m = row[j]
             cmax[c] = m
-            cidx[c] = c
         # threshold: the k-th largest chunk maximum (a size-k min-heap over the chunk maxima)
         for c in range(k):
             hv[c] = cmax[c]
@@ -115,8 +113,9 @@ def uses_row_kernel(x: torch.Tensor, k: int) -> bool:
 
 
 def _pool(n: int) -> ThreadPoolExecutor:
+    """The module's worker threads, at least ``n`` of them (grown, never shrunk)."""
     global _POOL, _POOL_SIZE
-    if _POOL is None or _POOL_SIZE != n:
+    if _POOL is None or _POOL_SIZE < n:
         if _POOL is not None:
             _POOL.shutdown(wait=False)
         _POOL, _POOL_SIZE = ThreadPoolExecutor(max_workers=n, thread_name_prefix="genosae-topk"), n
@@ -130,7 +129,7 @@ def row_topk(x: torch.Tensor, k: int, *, n_threads: int | None = None) -> torch.
     """
     if not uses_row_kernel(x, k):
         return x.topk(k, dim=-1, sorted=False).indices
-    arr = x.detach().contiguous().numpy()
+    arr = x.contiguous().numpy()
     B, F = arr.shape
     # about 2k chunks: the threshold stays close to the k-th value while the chunk scan stays short
     chunk = max(1, math.ceil(F / (2 * k)))
@@ -142,8 +141,8 @@ def row_topk(x: torch.Tensor, k: int, *, n_threads: int | None = None) -> torch.
         _topk_rows(arr, k, chunk, out, 0, B)
     else:
         bounds = np.linspace(0, B, n + 1).astype(np.int64)
-        futures = [_pool(n).submit(_topk_rows, arr, k, chunk, out, int(a), int(b))
-                   for a, b in itertools.pairwise(bounds)]
+        pool = _pool(n)
+        futures = [pool.submit(_topk_rows, arr, k, chunk, out, int(a), int(b)) for a, b in itertools.pairwise(bounds)]
         for f in futures:
             f.result()
     return torch.from_numpy(out)
