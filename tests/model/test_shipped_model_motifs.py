@@ -32,7 +32,7 @@ N_CALIBRATION, N_HELDOUT, D_SAE, K, TOKENS = 250, 150, 1024, 16, 256_000
 #: Held-out F1 at this size (windows of seed 0), SAE seeds 0–5: SAE 0.56/0.48/0.59/0.50/0.49/0.58, best neuron
 #: 0.41, control's SAE 0.50/0.30/0.42/0.49/0.34/0.40 — one control SAE varies by ±0.1, so a single seed cannot
 #: carry a margin; every assertion is on the mean over SAE_SEEDS (and holds for every 3 of those 6 seeds: the
-#: smallest means margins are 0.08 over the control and the neuron). With the untrained control in place of
+#: smallest mean margins are 0.08 over the control and the neuron). With the untrained control in place of
 #: the model (SAE seeds 0–2): SAE 0.50/0.30/0.42, neuron 0.49, control (seed 1) 0.53/0.34/0.54, so every
 #: assertion below fails.
 MIN_F1, NEURON_MARGIN, CONTROL_MARGIN = 0.45, 0.05, 0.05
