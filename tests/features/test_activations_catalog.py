@@ -41,6 +41,7 @@ from genosae.features.catalog import (
     match_saes,
     strand_alignment,
     window_feature_matrix,
+    write_feature_anndata,
 )
 from genosae.features.motifs import codon_preference, top_sites
 
@@ -376,6 +377,48 @@ def test_window_aggregates_agree_across_callers(fake_store, fake_sae_factory):
     windows = fake_store.windows.assign(region_id=[f"u{i}" for i in pair], group=np.where(pair % 2, "a", "b"))
     adata = region_profiles(wa, None, windows)
     np.testing.assert_array_equal(adata.layers["max"], np.maximum(wa.max[0::2], wa.max[1::2]))
+
+
+def test_feature_anndata_streamed_equals_in_memory(fake_store, fake_sae_factory, tmp_path):
+    """The h5ad written block by block holds exactly the in-memory window matrices, whatever the
+    batch size, with empty rows for windows without tokens; out-of-order batches are refused."""
+    import anndata as ad
+
+    acts = feature_activations(fake_sae_factory(), fake_store)
+    windows = fake_store.windows
+    n_win = len(windows)
+    keep = acts.tokens["window_index"].to_numpy() != 1  # window 1 has no tokens: a gap inside
+    acts = acts.subset_tokens(keep)
+    mx, mean = window_feature_matrix(acts, n_win)
+    dense_codes = acts.codes.toarray()
+    win = acts.tokens["window_index"].to_numpy()
+    for w in range(n_win):
+        rows = win == w
+        np.testing.assert_array_equal(mx[w].toarray()[0], dense_codes[rows].max(0) if rows.any() else 0)
+        np.testing.assert_allclose(mean[w].toarray()[0], dense_codes[rows].mean(0) if rows.any() else 0, rtol=1e-6)
+    catalog = pd.DataFrame({"label": [f"L{i}" for i in range(acts.n_features)]},
+                           index=pd.Index(acts.feature_names, name="feature"))
+    for batch_size in (5, 100_000):
+        path = write_feature_anndata(acts, windows, catalog, tmp_path / f"b{batch_size}.h5ad",
+                                     uns={"layer": 3}, batch_size=batch_size)
+        adata = ad.read_h5ad(path)
+        assert adata.shape == (n_win, acts.n_features)
+        assert list(adata.obs_names) == windows["window_id"].astype(str).tolist()
+        np.testing.assert_array_equal(adata.X.toarray(), mx.toarray())
+        np.testing.assert_array_equal(adata.layers["max"].toarray(), mx.toarray())
+        np.testing.assert_array_equal(adata.layers["mean"].toarray(), mean.toarray())
+        assert adata.var.loc["f2", "label"] == "L2" and adata.uns["genosae"]["layer"] == 3
+    assert adata.X[1].nnz == 0 and adata.X[0].nnz > 0
+
+    class Reversed:  # a source breaking the ascending-window contract
+        feature_names = acts.feature_names
+
+        def iter_batches(self, batch_size: int = 65_536):
+            return reversed(list(acts.iter_batches(5)))
+
+    with pytest.raises(ValueError, match="ascending window order"):
+        write_feature_anndata(Reversed(), windows, catalog, tmp_path / "bad.h5ad")
+    assert not (tmp_path / "bad.h5ad").exists()
 
 
 def test_feature_statistics_streamed_equal_in_memory(fake_store, fake_sae_factory):

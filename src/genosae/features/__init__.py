@@ -24,6 +24,7 @@ from genosae.features.alignment import (
 from genosae.features.catalog import (
     baseline_summary,
     build_catalog,
+    iter_window_feature_blocks,
     match_saes,
     motif_labels,
     strand_alignment,
@@ -64,6 +65,7 @@ __all__ = [
     "feature_queries",
     "logo_png",
     "match_motifs",
+    "iter_window_feature_blocks",
     "match_saes",
     "motif_capture",
     "motif_labels",

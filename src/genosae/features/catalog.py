@@ -7,7 +7,7 @@ replicate matching between two SAEs, forward/reverse-strand alignment and the An
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +25,7 @@ __all__ = [
     "build_catalog",
     "feature_labels",
     "feature_statistics",
+    "iter_window_feature_blocks",
     "match_saes",
     "motif_labels",
     "strand_alignment",
@@ -454,28 +455,52 @@ def strand_alignment(
     return out
 
 
+def iter_window_feature_blocks(source: FeatureSource, n_windows: int, *, batch_size: int = 65_536
+                               ) -> Iterator[tuple[int, sp.csr_matrix, sp.csr_matrix]]:
+    """Max and mean activation of each feature per window, as consecutive row blocks (streamed).
+
+    Yields ``(first_window, max, mean)``: float32 CSR ``[n_rows, n_features]`` for windows
+    ``first_window .. first_window + n_rows - 1``; the blocks cover ``0 .. n_windows - 1`` in order
+    (windows without tokens are empty rows), so memory holds one batch's windows at a time.
+    """
+    n_feat = len(source.feature_names)
+
+    def empty(n: int) -> sp.csr_matrix:
+        return sp.csr_matrix((n, n_feat), dtype=np.float32)
+
+    next_row = 0
+    for batch in source.iter_batches(batch_size):
+        win = batch.tokens["window_index"].to_numpy(np.int64)
+        if win.size == 0:
+            continue
+        lo, hi = int(win.min()), int(win.max()) + 1
+        if lo < next_row or hi > n_windows:
+            msg = (f"feature batches must come in ascending window order within 0..{n_windows - 1}; "
+                   f"got windows {lo}..{hi - 1} after {next_row - 1}")
+            raise ValueError(msg)
+        if lo > next_row:
+            yield next_row, empty(lo - next_row), empty(lo - next_row)
+        local = win - lo
+        n_tok = np.bincount(local, minlength=hi - lo).astype(np.float64)
+        mx = sp.csr_matrix(segment_max(batch.codes, local, hi - lo), dtype=np.float32)
+        sums = segment_sum(batch.codes.astype(np.float64), local, hi - lo)
+        inv = sp.diags(np.divide(1.0, n_tok, out=np.zeros_like(n_tok), where=n_tok > 0))
+        yield lo, mx, sp.csr_matrix(inv @ sums, dtype=np.float32)
+        next_row = hi
+    if next_row < n_windows:
+        yield next_row, empty(n_windows - next_row), empty(n_windows - next_row)
+
+
 def window_feature_matrix(source: FeatureSource, n_windows: int, *, batch_size: int = 65_536
                           ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """Max and mean activation of each feature in each window (``[n_windows, n_features]``, sparse; streamed)."""
-    shape = (n_windows, len(source.feature_names))
-    parts_max: list[sp.coo_matrix] = []
-    parts_sum: list[sp.coo_matrix] = []
-    n_tok = np.zeros(n_windows, np.float64)
-    for batch in source.iter_batches(batch_size):  # each window in one batch: the parts are disjoint
-        win = batch.tokens["window_index"].to_numpy(np.int64)
-        n_tok += np.bincount(win, minlength=n_windows)
-        parts_sum.append(sp.coo_matrix(segment_sum(batch.codes.astype(np.float64), win, n_windows)))
-        parts_max.append(sp.coo_matrix(segment_max(batch.codes, win, n_windows)))
-
-    def join(parts: list[sp.coo_matrix], dtype: type) -> sp.csr_matrix:
-        if not parts:
-            return sp.csr_matrix(shape, dtype=dtype)
-        return sp.csr_matrix((np.concatenate([p.data for p in parts]).astype(dtype),
-                              (np.concatenate([p.row for p in parts]), np.concatenate([p.col for p in parts]))),
-                             shape=shape)
-
-    mean = sp.diags(np.divide(1.0, n_tok, out=np.zeros_like(n_tok), where=n_tok > 0)) @ join(parts_sum, np.float64)
-    return join(parts_max, np.float32), sp.csr_matrix(mean, dtype=np.float32)
+    """Max and mean activation of each feature in each window (``[n_windows, n_features]``, sparse, in
+    memory; :func:`write_feature_anndata` writes the same blocks to disk without holding them)."""
+    blocks = list(iter_window_feature_blocks(source, n_windows, batch_size=batch_size))
+    if not blocks:
+        empty = sp.csr_matrix((0, len(source.feature_names)), dtype=np.float32)
+        return empty, empty.copy()
+    return (sp.csr_matrix(sp.vstack([b[1] for b in blocks], format="csr"), dtype=np.float32),
+            sp.csr_matrix(sp.vstack([b[2] for b in blocks], format="csr"), dtype=np.float32))
 
 
 def write_feature_anndata(
@@ -485,16 +510,20 @@ def write_feature_anndata(
     path: str | os.PathLike[str],
     *,
     uns: dict | None = None,
+    batch_size: int = 65_536,
 ) -> Path:
-    """Write ``feature_acts.h5ad``: windows × features.
+    """Write ``feature_acts.h5ad``: windows × features, streamed (one batch of windows in memory).
 
     Layout: ``X`` = max activation per window (sparse float32), ``layers["max"]`` (same) and
     ``layers["mean"]`` (mean over the window's tokens); ``obs`` = the windows table (index
     ``window_id``); ``var`` = the catalogue (index = feature name); ``uns["genosae"]`` = ``uns``.
+    The matrices are appended block by block (:func:`iter_window_feature_blocks`) into the file,
+    which appears at ``path`` only when complete.
     """
     import anndata as ad
+    import h5py
+    from anndata.io import sparse_dataset, write_elem
 
-    mx, mean = window_feature_matrix(acts, len(windows))
     obs = windows.copy()
     obs.index = pd.Index(obs["window_id"].astype(str).to_numpy(), name="window")
     obs = obs.drop(columns=[c for c in ("sequence",) if c in obs])
@@ -506,9 +535,20 @@ def write_feature_anndata(
     for c in var.columns:
         if var[c].dtype == object or var[c].dtype == bool:
             var[c] = var[c].astype(str)
-    adata = ad.AnnData(X=mx, obs=obs, var=var, layers={"max": mx.copy(), "mean": mean})
-    adata.uns["genosae"] = uns or {}
+    skeleton = ad.AnnData(obs=obs, var=var)
+    skeleton.uns["genosae"] = uns or {}
     path = Path(path)
+    empty = sp.csr_matrix((0, len(acts.feature_names)), dtype=np.float32)
     with atomic_path(path) as tmp:
-        adata.write_h5ad(tmp)
+        skeleton.write_h5ad(tmp)
+        with h5py.File(tmp, "a") as f:
+            write_elem(f, "X", empty)
+            write_elem(f["layers"], "max", empty)
+            write_elem(f["layers"], "mean", empty)
+            x, layer_max, layer_mean = sparse_dataset(f["X"]), sparse_dataset(f["layers/max"]), \
+                sparse_dataset(f["layers/mean"])
+            for _, mx, mean in iter_window_feature_blocks(acts, len(windows), batch_size=batch_size):
+                x.append(mx)
+                layer_max.append(mx)
+                layer_mean.append(mean)
     return path
