@@ -46,6 +46,22 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layers", type=int, default=8)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 0.002)")
+    p.add_argument("--kernel-size", type=int, default=9, help="convolution width of every block (odd)")
+    p.add_argument("--first-kernel-size", type=int, default=None,
+                   help="convolution width of the first block only (odd; e.g. 15, motif-long)")
+    p.add_argument("--mask-rate", type=float, default=0.15, help="fraction of bases masked (default 0.15)")
+    p.add_argument("--mask-span", type=int, nargs=2, default=(1, 1), metavar=("LO", "HI"),
+                   help="mask contiguous spans of LO..HI bases (uniform lengths; default 1 1 = BERT masking)")
+    p.add_argument("--regulatory-fraction", type=float, default=0.0,
+                   help="share of each batch drawn around the coding genes' regulatory flanks (0..1)")
+    p.add_argument("--regulatory-upstream", type=int, default=1000,
+                   help="bp upstream of each coding gene's start in its regulatory flanks")
+    p.add_argument("--regulatory-downstream", type=int, default=300,
+                   help="bp downstream of each coding gene's end in its regulatory flanks")
+    p.add_argument("--annotation", default=None,
+                   help="GFF3/GTF for the regulatory flanks and the promoter evaluation (default: the one "
+                        "beside the FASTA; the bundled yeast annotation for the bundled genome)")
     p.set_defaults(func=_train_lm)
 
     p = sub.add_parser("evaluate-lm", help="held-out masked-base accuracy and bits/base vs the k-mer baseline")
@@ -54,6 +70,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--holdout-chrom", default="chrXVI")
     p.add_argument("--start", type=int, default=0)
     p.add_argument("--end", type=int, default=204_800)
+    p.add_argument("--annotation", default=None,
+                   help="GFF3/GTF for the held-out promoter evaluation (default: the one beside the FASTA)")
     p.add_argument("--output", default=None)
     p.set_defaults(func=_evaluate_lm)
 
@@ -158,10 +176,18 @@ def _fasta(fasta: str | None) -> str:
 def _train_lm(args: argparse.Namespace) -> int:
     from genosae.model.train_lm import main_train
 
+    model = {"hidden_size": args.hidden_size, "num_hidden_layers": args.layers, "kernel_size": args.kernel_size}
+    if args.first_kernel_size is not None:
+        model["first_kernel_size"] = args.first_kernel_size
+    if args.annotation is not None and not Path(args.annotation).is_file():
+        raise InputError("annotation file not found; fix --annotation", path=args.annotation)
     main_train(dict(fasta=_fasta(args.fasta), output_dir=args.output_dir, holdout_chrom=args.holdout_chrom,
                     steps=args.steps, max_minutes=args.max_minutes, batch_size=args.batch_size,
-                    threads=args.threads, seed=args.seed,
-                    model={"hidden_size": args.hidden_size, "num_hidden_layers": args.layers, "kernel_size": 9}))
+                    threads=args.threads, seed=args.seed, lr=args.lr, mask_rate=args.mask_rate,
+                    mask_span=tuple(args.mask_span), regulatory_fraction=args.regulatory_fraction,
+                    regulatory_upstream=args.regulatory_upstream,
+                    regulatory_downstream=args.regulatory_downstream, annotation=args.annotation,
+                    model=model))
     return 0
 
 
@@ -169,6 +195,6 @@ def _evaluate_lm(args: argparse.Namespace) -> int:
     from genosae.model.train_lm import evaluate_lm
 
     res = evaluate_lm(args.model, _fasta(args.fasta), holdout_chrom=args.holdout_chrom,
-                      start=args.start, end=args.end, output=args.output)
+                      start=args.start, end=args.end, output=args.output, annotation=args.annotation)
     print(json.dumps(res, indent=2))
     return 0

@@ -39,7 +39,12 @@ def token_ids(seq: str | bytes | np.ndarray) -> np.ndarray:
 
 
 class GenosaeCNNConfig(PretrainedConfig):
-    """Configuration of :class:`GenosaeCNNForMaskedLM`."""
+    """Configuration of :class:`GenosaeCNNForMaskedLM`.
+
+    ``kernel_size`` is the convolution width of every block; ``first_kernel_size`` (``None``: the same)
+    that of block 0 only, e.g. as long as a transcription-factor motif. Both must be odd (symmetric
+    padding keeps the sequence length).
+    """
 
     model_type = "genosae-cnn"
 
@@ -54,12 +59,18 @@ class GenosaeCNNConfig(PretrainedConfig):
         layer_norm_eps: float = 1e-5,
         pad_token_id: int = PAD_ID,
         mask_token_id: int = MASK_ID,
+        first_kernel_size: int | None = None,
         **kwargs,
     ) -> None:
+        for name, size in (("kernel_size", kernel_size), ("first_kernel_size", first_kernel_size)):
+            if size is not None and (int(size) != size or size < 1 or size % 2 == 0):
+                raise ValueError(f"{name} must be a positive odd integer (symmetric padding keeps the "
+                                 f"sequence length), got {size!r}")
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.num_hidden_layers = num_hidden_layers
         self.kernel_size = kernel_size
+        self.first_kernel_size = first_kernel_size
         base = [1, 2, 4, 8, 16, 32]
         self.dilations = list(dilations) if dilations else [base[i % len(base)] for i in range(num_hidden_layers)]
         self.intermediate_size = intermediate_size or 2 * hidden_size
@@ -67,18 +78,22 @@ class GenosaeCNNConfig(PretrainedConfig):
         self.mask_token_id = mask_token_id
         super().__init__(pad_token_id=pad_token_id, **kwargs)
 
+    def block_kernel_size(self, i: int) -> int:
+        """Convolution width of block ``i``."""
+        return self.first_kernel_size if i == 0 and self.first_kernel_size is not None else self.kernel_size
+
     @property
     def receptive_field(self) -> int:
-        return 1 + (self.kernel_size - 1) * sum(self.dilations)
+        return 1 + sum((self.block_kernel_size(i) - 1) * d for i, d in enumerate(self.dilations))
 
 
 class _ConvBlock(nn.Module):
     """Dilated convolution + feed-forward, each with a residual connection (GPN's ConvLayer)."""
 
-    def __init__(self, cfg: GenosaeCNNConfig, dilation: int) -> None:
+    def __init__(self, cfg: GenosaeCNNConfig, dilation: int, kernel_size: int) -> None:
         super().__init__()
-        pad = dilation * (cfg.kernel_size - 1) // 2
-        self.conv = nn.Conv1d(cfg.hidden_size, cfg.hidden_size, cfg.kernel_size, dilation=dilation, padding=pad)
+        pad = dilation * (kernel_size - 1) // 2
+        self.conv = nn.Conv1d(cfg.hidden_size, cfg.hidden_size, kernel_size, dilation=dilation, padding=pad)
         self.conv_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.ffn = nn.Sequential(
             nn.Linear(cfg.hidden_size, cfg.intermediate_size),
@@ -116,7 +131,8 @@ class GenosaeCNNModel(GenosaeCNNPreTrainedModel):
     def __init__(self, config: GenosaeCNNConfig) -> None:
         super().__init__(config)
         self.embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
-        self.layers = nn.ModuleList(_ConvBlock(config, d) for d in config.dilations)
+        self.layers = nn.ModuleList(_ConvBlock(config, d, config.block_kernel_size(i))
+                                    for i, d in enumerate(config.dilations))
         self.post_init()
 
     def forward(
@@ -197,14 +213,77 @@ class MaskedBatch:
     labels: torch.Tensor
 
 
-def mask_tokens(ids_BL: torch.Tensor, rate: float, generator: torch.Generator) -> MaskedBatch:
-    """BERT masking on base tokens: of the chosen ``rate``, 80% [MASK], 10% random base, 10% kept."""
+def mask_tokens(ids_BL: torch.Tensor, rate: float, generator: torch.Generator, *,
+                span: tuple[int, int] = (1, 1)) -> MaskedBatch:
+    """BERT masking of base tokens (ids 3..6): of the chosen ``rate``, 80% [MASK], 10% random base, 10% kept.
+
+    Parameters
+    ----------
+    ids_BL
+        Token ids.
+    rate
+        Expected fraction of base tokens chosen (targets).
+    generator
+        Source of all randomness (its state is part of a training checkpoint).
+    span
+        ``(lo, hi)``: with ``(1, 1)`` (default) each base is chosen independently, as always. Otherwise
+        contiguous spans of uniform length in ``[lo, hi]`` are chosen (SpanBERT-style), their starts
+        at a rate for which the expected covered fraction, overlaps included, is ``rate`` at every
+        position (spans may start before the sequence). [MASK] / random / keep is decided per span
+        (a base covered twice follows the later start); non-base tokens are never changed or targets.
+
+    Returns
+    -------
+    :class:`MaskedBatch`: inputs, and labels (the original id at targets, -100 elsewhere).
+    """
+    lo, hi = span
+    if not 1 <= lo <= hi:
+        raise ValueError(f"mask span (lo, hi) needs 1 <= lo <= hi, got {span!r}")
     is_base = (ids_BL >= 3) & (ids_BL <= 6)
-    chosen = (torch.rand(ids_BL.shape, generator=generator) < rate) & is_base
+    if (lo, hi) == (1, 1):
+        chosen = (torch.rand(ids_BL.shape, generator=generator) < rate) & is_base
+        roll = torch.rand(ids_BL.shape, generator=generator)
+    else:
+        chosen, roll = _span_cover(ids_BL.shape, rate, lo, hi, generator)
+        chosen &= is_base
     labels = torch.where(chosen, ids_BL, torch.full_like(ids_BL, -100))
-    roll = torch.rand(ids_BL.shape, generator=generator)
     inputs = ids_BL.clone()
     inputs[chosen & (roll < 0.8)] = MASK_ID
     rand_sel = chosen & (roll >= 0.8) & (roll < 0.9)
     inputs[rand_sel] = torch.randint(3, 7, ids_BL.shape, generator=generator)[rand_sel]
     return MaskedBatch(inputs, labels)
+
+
+def span_start_rate(rate: float, lo: int, hi: int) -> float:
+    """Per-position span-start probability ``p`` whose spans (lengths uniform in ``[lo, hi]``) cover a
+    position with probability ``rate``: ``1 - prod_o (1 - p P(length > o)) = rate``, solved by bisection."""
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"mask rate must be in [0, 1), got {rate!r}")
+    offsets = np.arange(hi)
+    p_longer = np.clip((hi - offsets) / (hi - lo + 1), 0.0, 1.0)  # P(length > o)
+    a, b = 0.0, 1.0
+    for _ in range(60):
+        p = (a + b) / 2
+        if 1.0 - np.prod(1.0 - p * p_longer) < rate:
+            a = p
+        else:
+            b = p
+    return (a + b) / 2
+
+
+def _span_cover(shape: torch.Size, rate: float, lo: int, hi: int,
+                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions covered by random spans and, per position, the 80/10/10 roll of the span covering it."""
+    n_b, n_l = shape
+    ext = n_l + hi - 1  # start index t is position t - (hi - 1): spans may begin before the sequence
+    starts = torch.rand((n_b, ext), generator=generator) < span_start_rate(rate, lo, hi)
+    length = torch.randint(lo, hi + 1, (n_b, ext), generator=generator)
+    span_roll = torch.rand((n_b, ext), generator=generator)
+    covered = torch.zeros(shape, dtype=torch.bool)
+    roll = torch.ones(shape)
+    for o in range(hi - 1, -1, -1):  # later starts (smaller offsets) overwrite earlier ones
+        src = slice(hi - 1 - o, hi - 1 - o + n_l)  # the start o positions before each position
+        hit = starts[:, src] & (length[:, src] > o)
+        covered |= hit
+        roll = torch.where(hit, span_roll[:, src], roll)
+    return covered, roll

@@ -1,10 +1,12 @@
 """Train and evaluate the default DNA language model (``genosae train-lm``).
 
-Training: masked-LM on random 512-bp windows of every chromosome except the held-out one, random
-reverse complement, AdamW with warm-up and cosine decay, checkpoints that resume exactly.
-Evaluation: masked-base cross-entropy (bits/base) and accuracy on the held-out chromosome, next to
-the best k-mer context-count model (``c`` bases either side) fitted on the training chromosomes and
-scored on the very same positions.
+Training: masked-LM on random 512-bp windows of every chromosome except the held-out one (optionally
+a share of each batch around the coding genes' regulatory flanks, :func:`regulatory_regions`), random
+reverse complement, BERT or span masking, AdamW with warm-up and cosine decay, checkpoints that resume
+exactly.
+Evaluation: masked-base cross-entropy (bits/base) and accuracy on a slice of the held-out chromosome
+and on its promoters, next to the best k-mer context-count model (``c`` bases either side) fitted on
+the training chromosomes and scored on the very same positions.
 """
 
 from __future__ import annotations
@@ -12,16 +14,22 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 import pyfaidx
 import torch
 from tqdm.auto import tqdm
 
 from genosae._io import atomic_path, write_json
+from genosae.errors import InputError
+from genosae.genome.concepts import _coverage
+from genosae.genome.genes import coding_genes, promoter_intervals, promoters, stranded_interval
+from genosae.genome.reference import runs
 from genosae.model.lm import (
     MASK_ID,
     GenosaeCNNConfig,
@@ -34,6 +42,17 @@ from genosae.model.lm import (
 
 @dataclass
 class LMTrainConfig:
+    """Settings of :func:`train_lm` (all recorded in ``training_log.json``).
+
+    The defaults reproduce the shipped model's recipe. ``mask_span`` is the ``(lo, hi)`` span length of
+    :func:`~genosae.model.lm.mask_tokens` (``(1, 1)``: BERT masking). ``regulatory_fraction`` of each
+    batch is drawn around the regulatory flanks of the training chromosomes' coding genes
+    (:func:`regulatory_regions`: ``regulatory_upstream`` bp before the start, ``regulatory_downstream``
+    bp after the end) read from ``annotation`` (``None``: the annotation beside ``fasta``, as
+    :func:`default_annotation` finds it: the bundled yeast annotation for the bundled genome). The
+    model's ``first_kernel_size`` (optional) is the width of the first block's convolution.
+    """
+
     fasta: str
     output_dir: str
     holdout_chrom: str = "chrXVI"
@@ -51,6 +70,45 @@ class LMTrainConfig:
     checkpoint_every: int = 100
     threads: int = 2
     model: dict = field(default_factory=lambda: {"hidden_size": 192, "num_hidden_layers": 8, "kernel_size": 9})
+    mask_span: tuple[int, int] = (1, 1)
+    regulatory_fraction: float = 0.0
+    regulatory_upstream: int = 1000
+    regulatory_downstream: int = 300
+    annotation: str | None = None
+
+    def __post_init__(self) -> None:
+        span = tuple(self.mask_span)
+        if len(span) != 2 or not all(isinstance(v, int | np.integer) for v in span) or not 1 <= span[0] <= span[1]:
+            raise InputError(f"the mask span needs two integers 1 <= LO <= HI (--mask-span LO HI), got {self.mask_span!r}",
+                             record="mask_span")
+        if span[1] > self.window:
+            raise InputError(f"the mask span's HI ({span[1]}) is longer than the window ({self.window})",
+                             record="mask_span")
+        self.mask_span = (int(span[0]), int(span[1]))
+        if not 0.0 < self.mask_rate < 1.0:
+            raise InputError(f"the mask rate must be in (0, 1) (--mask-rate), got {self.mask_rate}", record="mask_rate")
+        if not 0.0 <= self.regulatory_fraction <= 1.0:
+            raise InputError(f"the regulatory fraction must be in [0, 1] (--regulatory-fraction), got "
+                             f"{self.regulatory_fraction}", record="regulatory_fraction")
+        if self.regulatory_upstream < 0 or self.regulatory_downstream < 0:
+            raise InputError("the regulatory flanks must be >= 0 bp (--regulatory-upstream / "
+                             f"--regulatory-downstream), got {self.regulatory_upstream} / "
+                             f"{self.regulatory_downstream}", record="regulatory_upstream")
+        if self.regulatory_fraction > 0 and self.regulatory_upstream + self.regulatory_downstream == 0:
+            raise InputError("a regulatory fraction > 0 needs flanks: set --regulatory-upstream or "
+                             "--regulatory-downstream above 0", record="regulatory_upstream")
+        if not self.lr > 0:
+            raise InputError(f"the learning rate must be > 0 (--lr), got {self.lr}", record="lr")
+        for key, flag in (("kernel_size", "--kernel-size"), ("first_kernel_size", "--first-kernel-size")):
+            size = self.model.get(key)
+            if size is not None and (not isinstance(size, int | np.integer) or size < 1 or size % 2 == 0):
+                raise InputError(f"the kernel size must be a positive odd integer (symmetric padding keeps the "
+                                 f"sequence length; {flag}), got {size!r}", record=f"model.{key}")
+
+    @property
+    def n_regulatory(self) -> int:
+        """Windows of each batch drawn around regulatory regions: ``round(regulatory_fraction * batch_size)``."""
+        return round(self.regulatory_fraction * self.batch_size)
 
 
 def load_codes(fasta: str | Path, chroms: list[str]) -> list[np.ndarray]:
@@ -72,8 +130,107 @@ def _lr(step: int, cfg: LMTrainConfig, elapsed_s: float = 0.0) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
+def default_annotation(fasta: str | Path) -> Path | None:
+    """The annotation beside ``fasta`` (a ``genosae prepare-reference`` folder: ``annotation.gff3``, else
+    any GFF3/GTF there), e.g. the bundled yeast annotation beside the bundled genome; ``None`` if none."""
+    from genosae.genome.reference import reference_files
+
+    return reference_files(fasta=fasta, reference_dir=Path(fasta).parent, build=False).annotation
+
+
+def _read_annotation(fasta: str | Path, annotation: str | Path) -> tuple[pd.DataFrame, dict[str, int]]:
+    """``annotation`` with chromosome names resolved against ``fasta``, and the FASTA's chromosome sizes."""
+    from genosae.genome.annotation import read_annotation
+    from genosae.genome.reference import Reference
+
+    ref = Reference.open(fasta)
+    return read_annotation(annotation, ref), ref.chrom_sizes
+
+
+class RegulatoryRegions(NamedTuple):
+    """Disjoint regions (0-based half-open) on the training chromosomes, for window sampling.
+
+    ``chrom`` indexes the training chromosomes; ``cum`` is the cumulative region length (``cum[-1]``
+    bases in all).
+    """
+
+    chrom: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    cum: np.ndarray
+
+
+def regulatory_regions(annotation: pd.DataFrame, chrom_sizes: Mapping[str, int], *, upstream: int,
+                       downstream: int) -> RegulatoryRegions:
+    """Union of the regulatory flanks of the coding genes on the chromosomes of ``chrom_sizes``.
+
+    Per gene of :func:`~genosae.genome.genes.coding_genes`, on its strand: the ``upstream`` bp before
+    its start (its promoter, :func:`~genosae.genome.genes.promoter_intervals` with no downstream part)
+    and the ``downstream`` bp after the 3' end of its CDS span, clipped to the chromosome; overlapping
+    flanks are merged. Chromosomes are numbered in the order of ``chrom_sizes``.
+    """
+    genes = coding_genes(annotation)
+    genes = genes[genes["chrom"].isin(list(chrom_sizes))]
+    up_lo, up_hi = promoter_intervals(genes, upstream=upstream, downstream=0, chrom_sizes=chrom_sizes)
+    plus = genes["strand"].to_numpy() != "-"
+    past_end = np.where(plus, genes["end"].to_numpy(np.int64), genes["start"].to_numpy(np.int64) - 1)
+    dn_lo, dn_hi = stranded_interval(genes["chrom"], past_end, genes["strand"], upstream=0,
+                                     downstream=downstream, chrom_sizes=chrom_sizes)
+    chrom = np.r_[genes["chrom"].to_numpy(dtype=object), genes["chrom"].to_numpy(dtype=object)]
+    lo, hi = np.r_[up_lo, dn_lo], np.r_[up_hi, dn_hi]
+    idx, starts, ends = [], [], []
+    for i, (name, size) in enumerate(chrom_sizes.items()):
+        on = chrom == name
+        s, e = runs(_coverage(lo[on], hi[on], int(size)))
+        idx.append(np.full(len(s), i, dtype=np.int64))
+        starts.append(s)
+        ends.append(e)
+    start, end = np.concatenate(starts).astype(np.int64), np.concatenate(ends).astype(np.int64)
+    return RegulatoryRegions(np.concatenate(idx), start, end, np.cumsum(end - start))
+
+
+def sample_windows(rng: np.random.Generator, lengths: np.ndarray, window: int, n: int,
+                   regions: RegulatoryRegions | None = None, n_regulatory: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Chromosome index and start of ``n`` training windows; the last ``n_regulatory`` around ``regions``.
+
+    The first ``n - n_regulatory`` start anywhere (chromosomes weighted by length). Each regulatory
+    window holds a base drawn uniformly from ``regions`` at a uniformly random offset, clipped to its
+    chromosome. With ``n_regulatory == 0`` ``rng`` is used exactly as before regulatory sampling existed.
+    """
+    n_random = n - n_regulatory
+    which = rng.choice(len(lengths), size=n_random, p=lengths / lengths.sum())
+    starts = (rng.random(n_random) * (lengths[which] - window)).astype(np.int64)
+    if n_regulatory:
+        u = rng.integers(0, regions.cum[-1], size=n_regulatory)
+        k = np.searchsorted(regions.cum, u, side="right")
+        base = regions.end[k] - (regions.cum[k] - u)
+        chrom = regions.chrom[k]
+        offset = rng.integers(0, window, size=n_regulatory)
+        reg_starts = np.clip(base - offset, 0, (lengths[chrom] - window).astype(np.int64))
+        which, starts = np.r_[which, chrom], np.r_[starts, reg_starts]
+    return which, starts
+
+
+def _training_regions(cfg: LMTrainConfig, chroms: list[str], lengths: np.ndarray) -> RegulatoryRegions:
+    if cfg.annotation is None:
+        raise InputError("a regulatory fraction > 0 needs the genome's annotation (GFF3/GTF): none beside "
+                         f"{cfg.fasta}; give --annotation", record="annotation")
+    annotation, _ = _read_annotation(cfg.fasta, cfg.annotation)
+    regions = regulatory_regions(annotation, dict(zip(chroms, lengths.astype(np.int64).tolist())),
+                                 upstream=cfg.regulatory_upstream, downstream=cfg.regulatory_downstream)
+    if not len(regions.start):
+        raise InputError("no coding gene (CDS) on the training chromosomes: cannot draw regulatory windows",
+                         path=cfg.annotation)
+    return regions
+
+
 def train_lm(cfg: LMTrainConfig) -> Path:
-    """Train (or resume) the default model; writes an HF folder to ``cfg.output_dir``."""
+    """Train (or resume) the default model; writes an HF folder to ``cfg.output_dir``.
+
+    ``cfg.annotation`` ``None`` is resolved with :func:`default_annotation` (and recorded so).
+    """
+    if cfg.annotation is None and (found := default_annotation(cfg.fasta)) is not None:
+        cfg = replace(cfg, annotation=str(found))
     torch.set_num_threads(cfg.threads)
     torch.set_flush_denormal(True)  # denormal weights/grads slow CPU training ~5x
     out = Path(cfg.output_dir)
@@ -83,6 +240,8 @@ def train_lm(cfg: LMTrainConfig) -> Path:
     chroms = [c for c in fa.keys() if c != cfg.holdout_chrom]
     codes = load_codes(cfg.fasta, chroms)
     lengths = np.array([len(c) for c in codes], dtype=np.float64)
+    n_reg = cfg.n_regulatory
+    regions = _training_regions(cfg, chroms, lengths) if n_reg else None
     torch.manual_seed(cfg.seed)  # weight init
     model = GenosaeCNNForMaskedLM(GenosaeCNNConfig(**cfg.model))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
@@ -100,13 +259,12 @@ def train_lm(cfg: LMTrainConfig) -> Path:
     start_time = time.time() - elapsed
     bar = tqdm(total=cfg.steps, initial=step, desc="train-lm", unit="step")
     while step < cfg.steps and (time.time() - start_time) < cfg.max_minutes * 60:
-        which = rng.choice(len(codes), size=cfg.batch_size, p=lengths / lengths.sum())
-        starts = (rng.random(cfg.batch_size) * (lengths[which] - cfg.window)).astype(np.int64)
+        which, starts = sample_windows(rng, lengths, cfg.window, cfg.batch_size, regions, n_reg)
         batch = np.stack([codes[w][s : s + cfg.window] for w, s in zip(which, starts)])
         ids = torch.from_numpy(batch)
         flip = torch.from_numpy(rng.random(cfg.batch_size) < 0.5)
         ids = torch.where(flip[:, None], _revcomp_ids(ids), ids)
-        mb = mask_tokens(ids, cfg.mask_rate, gen)
+        mb = mask_tokens(ids, cfg.mask_rate, gen, span=cfg.mask_span)
         for g in opt.param_groups:
             g["lr"] = _lr(step, cfg, time.time() - start_time)
         loss = model(mb.input_ids, labels=mb.labels).loss
@@ -168,11 +326,13 @@ class MaskedScores(NamedTuple):
 
 @torch.inference_mode()
 def masked_base_scores(model, codes: np.ndarray, *, window: int = 512, core: int = 384,
-                       stride_mask: int = 8, batch_size: int = 64) -> MaskedScores:
+                       stride_mask: int = 8, batch_size: int = 64, keep: np.ndarray | None = None) -> MaskedScores:
     """Score every ACGT position of ``codes`` with that base masked, in one pass.
 
     Each window's central ``core`` bases are scored; within a window, positions ``i ≡ r (mod
     stride_mask)`` are masked together, so each masked base keeps most of its context.
+    With ``keep`` (bool over ``codes``) only the masked sets holding a kept position are run and only
+    kept positions returned, with the very scores the whole-sequence pass gives them.
     Results are sorted by position.
     """
     n = len(codes)
@@ -187,7 +347,7 @@ def masked_base_scores(model, codes: np.ndarray, *, window: int = 512, core: int
         covered[sel] = True
         for r in range(stride_mask):
             m = sel[(sel - s) % stride_mask == r]
-            if len(m):
+            if len(m) and (keep is None or keep[m].any()):
                 jobs.append((s, m))
     pos_all, lp_all, ok_all = [], [], []
     for b in range(0, len(jobs), batch_size):
@@ -200,6 +360,8 @@ def masked_base_scores(model, codes: np.ndarray, *, window: int = 512, core: int
         for row, (s, m) in enumerate(chunk):
             true = ids[row, m - s] - 3
             is_base = ((true >= 0) & (true < 4)).numpy()
+            if keep is not None:
+                is_base &= keep[m]
             lp_row = logp[row, m - s]
             lp = lp_row.gather(-1, true.clamp(0, 3)[:, None])[:, 0]
             pos_all.append(m[is_base])
@@ -217,7 +379,14 @@ def kmer_context_baseline(train_codes: list[np.ndarray], eval_codes: np.ndarray,
     Fitted on ``train_codes``; scored at ``positions`` of ``eval_codes``. Returns per-``c`` bits and
     accuracy and the best one.
     """
-    results = {}
+    return kmer_context_scores(kmer_context_tables(train_codes, contexts, alpha), eval_codes, positions)
+
+
+def kmer_context_tables(train_codes: list[np.ndarray], contexts: tuple[int, ...] = (0, 1, 2, 3, 4),
+                        alpha: float = 0.5) -> dict[int, np.ndarray]:
+    """``{c: P(base | context)}`` (rows: the ``4^(2c)`` contexts) counted on both strands of ``train_codes``,
+    with pseudo-count ``alpha``: the fitted models of :func:`kmer_context_baseline`."""
+    tables = {}
     for c in contexts:
         counts = np.zeros(4 ** (2 * c) * 4, dtype=np.int64)
         for codes in train_codes:
@@ -225,7 +394,15 @@ def kmer_context_baseline(train_codes: list[np.ndarray], eval_codes: np.ndarray,
                 idx, ok = _context_index(strand_codes, np.arange(c, len(strand_codes) - c), c)
                 counts += np.bincount(idx[ok], minlength=counts.size)
         table = counts.reshape(-1, 4) + alpha
-        probs = table / table.sum(1, keepdims=True)
+        tables[c] = table / table.sum(1, keepdims=True)
+    return tables
+
+
+def kmer_context_scores(tables: dict[int, np.ndarray], eval_codes: np.ndarray, positions: np.ndarray) -> dict:
+    """Bits/base and accuracy of each model of :func:`kmer_context_tables` at ``positions`` of ``eval_codes``
+    (positions without a full ACGT context are left out: ``n``), and the best one."""
+    results = {}
+    for c, probs in tables.items():
         idx, ok = _context_index(eval_codes, positions, c)
         ctx = idx // 4
         true = idx % 4
@@ -252,36 +429,65 @@ def _context_index(codes: np.ndarray, positions: np.ndarray, c: int) -> tuple[np
 
 
 def evaluate_lm(model_dir: str | Path, fasta: str | Path, *, holdout_chrom: str = "chrXVI",
-                start: int = 0, end: int = 204_800, output: str | Path | None = None) -> dict:
-    """Held-out masked-base bits/base and accuracy of the model vs. the k-mer baseline."""
+                start: int = 0, end: int = 204_800, output: str | Path | None = None,
+                annotation: str | Path | None = None, promoter_upstream: int = 500) -> dict:
+    """Held-out masked-base bits/base and accuracy of the model vs. the k-mer baselines.
+
+    Scored on ``holdout_chrom[start:end]`` and, with an annotation (``annotation``, else the one
+    beside ``fasta``: :func:`default_annotation`), also on the held-out promoters — the union of the
+    ``promoter_upstream`` bp upstream of every coding gene on ``holdout_chrom``
+    (:func:`~genosae.genome.genes.promoters`), strand ignored — as the block ``"promoters"``: the same
+    masking scheme (windows over the whole chromosome, only promoter positions kept) and the same
+    k-mer models scored on exactly those positions.
+    """
     from transformers import AutoModelForMaskedLM
 
+    annotation = annotation or default_annotation(fasta)
+    ann, sizes = _read_annotation(fasta, annotation) if annotation is not None else (None, None)
     model = AutoModelForMaskedLM.from_pretrained(str(model_dir), local_files_only=True).eval()
     fa = pyfaidx.Fasta(str(fasta), sequence_always_upper=True)
     eval_codes = token_ids(str(fa[holdout_chrom][start:end]))
-    scores = masked_base_scores(model, eval_codes)
-    pos, lp = scores.positions, scores.log2p
-    train_codes = load_codes(fasta, [c for c in fa.keys() if c != holdout_chrom])
-    kmer = kmer_context_baseline(train_codes, eval_codes, pos)
-    acc = float(scores.correct.mean())
-    result = {
-        "holdout": f"{holdout_chrom}:{start}-{end}",
-        "n_positions": len(pos),
-        "model": {"bits_per_base": float(-lp.mean()), "accuracy": acc},
-        "kmer_baseline": kmer,
-        "unigram_bits": kmer["per_context"].get(0, {}).get("bits_per_base"),
-    }
-    result["delta_bits_vs_kmer"] = result["model"]["bits_per_base"] - kmer["bits_per_base"]
+    tables = kmer_context_tables(load_codes(fasta, [c for c in fa.keys() if c != holdout_chrom]))
+    block = _score_block(masked_base_scores(model, eval_codes), tables, eval_codes)
+    result = {"holdout": f"{holdout_chrom}:{start}-{end}", "n_positions": block["n_positions"],
+              "model": block["model"], "kmer_baseline": block["kmer_baseline"],
+              "unigram_bits": block["kmer_baseline"]["per_context"].get(0, {}).get("bits_per_base"),
+              "delta_bits_vs_kmer": block["delta_bits_vs_kmer"]}
+    if ann is not None:
+        keep, n_genes = heldout_promoter_mask(ann, sizes, holdout_chrom, upstream=promoter_upstream)
+        if keep.any():
+            chrom_codes = token_ids(str(fa[holdout_chrom][:]))
+            result["promoters"] = {
+                "holdout": f"{holdout_chrom}, {promoter_upstream} bp upstream of {n_genes} coding genes",
+                "n_genes": n_genes, "upstream": promoter_upstream, "annotation": str(annotation),
+                **_score_block(masked_base_scores(model, chrom_codes, keep=keep), tables, chrom_codes)}
     if output:
         write_json(result, output)
     return result
+
+
+def heldout_promoter_mask(annotation: pd.DataFrame, chrom_sizes: Mapping[str, int], chrom: str, *,
+                          upstream: int = 500) -> tuple[np.ndarray, int]:
+    """Bool mask over ``chrom``: the union of the promoters (``upstream`` bp upstream of the TSS,
+    :func:`~genosae.genome.genes.promoters`) of its coding genes, either strand; and the number of genes."""
+    prom = promoters(annotation, upstream=upstream, downstream=0, chrom_sizes=chrom_sizes)
+    prom = prom[prom["chrom"] == chrom]
+    return _coverage(prom["start"].to_numpy(), prom["end"].to_numpy(), int(chrom_sizes[chrom])), len(prom)
+
+
+def _score_block(scores: MaskedScores, tables: dict[int, np.ndarray], codes: np.ndarray) -> dict:
+    """Model and k-mer numbers on the positions of ``scores`` (the keys of ``eval_heldout.json``)."""
+    kmer = kmer_context_scores(tables, codes, scores.positions)
+    model = {"bits_per_base": float(-scores.log2p.mean()), "accuracy": float(scores.correct.mean())}
+    return {"n_positions": len(scores.positions), "model": model, "kmer_baseline": kmer,
+            "delta_bits_vs_kmer": model["bits_per_base"] - kmer["bits_per_base"]}
 
 
 def main_train(args: dict) -> None:
     cfg = LMTrainConfig(**args)
     train_lm(cfg)
     res = evaluate_lm(cfg.output_dir, cfg.fasta, holdout_chrom=cfg.holdout_chrom, start=cfg.eval_start,
-                      end=cfg.eval_end, output=Path(cfg.output_dir) / "eval_heldout.json")
+                      end=cfg.eval_end, output=Path(cfg.output_dir) / "eval_heldout.json", annotation=cfg.annotation)
     write_model_card(cfg.output_dir)
     print(json.dumps(res, indent=2))
 
