@@ -57,11 +57,21 @@ def test_masking_only_touches_bases_at_the_rate():
     assert 0.75 < (mb.input_ids[chosen] == MASK_ID).float().mean().item() < 0.85
 
 
-def test_training_learns_and_resumes_exactly_after_a_kill(make_fasta, tmp_path, monkeypatch):
+#: The levers for motifs (first-block kernel, span masking, regulatory windows): the run must resume as exactly.
+MOTIF_OPTIONS = dict(model={**TINY, "first_kernel_size": 5}, mask_span=(2, 4), regulatory_fraction=0.5,
+                     regulatory_upstream=60, regulatory_downstream=20)
+
+
+@pytest.mark.parametrize("options", [{}, MOTIF_OPTIONS], ids=["default", "motif-options"])
+def test_training_learns_and_resumes_exactly_after_a_kill(make_fasta, make_gff, tmp_path, monkeypatch, options):
     period = "AACGT"  # a repeat whose bases the receptive field (7 bp) predicts from their neighbours
     fasta = make_fasta({"chrA": period * 400, "chrB": period * 400, "chrH": period * 100})
+    gff = make_gff([("chrA", "CDS", 301, 600, "+", 0, "ID=CDS:a;locus_tag=A1"),
+                    ("chrB", "CDS", 1001, 1300, "-", 0, "ID=CDS:b;locus_tag=B1"),
+                    ("chrH", "CDS", 101, 200, "+", 0, "ID=CDS:h;locus_tag=H1")])
     common = dict(fasta=str(fasta), holdout_chrom="chrH", window=64, batch_size=8, lr=5e-3, warmup=5,
-                  max_minutes=1e6, threads=1, model=TINY, checkpoint_every=10)
+                  max_minutes=1e6, threads=1, model=TINY, checkpoint_every=10, annotation=str(gff))
+    common.update(options)
     full = tmp_path / "full"
     train_lm(LMTrainConfig(output_dir=str(full), steps=20, **common))
     part = tmp_path / "part"

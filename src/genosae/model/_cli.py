@@ -47,7 +47,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 0.002)")
-    p.add_argument("--kernel-size", type=int, default=9, help="convolution width of every block (odd)")
+    p.add_argument("--kernel-size", type=int, default=9, help="convolution width of the blocks (odd; default 9)")
     p.add_argument("--first-kernel-size", type=int, default=None,
                    help="convolution width of the first block only (odd; e.g. 15, motif-long)")
     p.add_argument("--mask-rate", type=float, default=0.15, help="fraction of bases masked (default 0.15)")

@@ -7,6 +7,7 @@ imported. Tokenization is single-nucleotide through a ``PreTrainedTokenizerFast`
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -227,9 +228,9 @@ def mask_tokens(ids_BL: torch.Tensor, rate: float, generator: torch.Generator, *
         Source of all randomness (its state is part of a training checkpoint).
     span
         ``(lo, hi)``: with ``(1, 1)`` (default) each base is chosen independently, as always. Otherwise
-        contiguous spans of uniform length in ``[lo, hi]`` are chosen (SpanBERT-style), their starts
-        at a rate for which the expected covered fraction, overlaps included, is ``rate`` at every
-        position (spans may start before the sequence). [MASK] / random / keep is decided per span
+        contiguous spans of uniform length in ``[lo, hi]`` are chosen (SpanBERT-style), each inside
+        the sequence, their starts at the rate for which the expected chosen fraction, overlaps
+        included, is ``rate`` (:func:`span_start_rate`). [MASK] / random / keep is decided per span
         (a base covered twice follows the later start); non-base tokens are never changed or targets.
 
     Returns
@@ -254,17 +255,26 @@ def mask_tokens(ids_BL: torch.Tensor, rate: float, generator: torch.Generator, *
     return MaskedBatch(inputs, labels)
 
 
-def span_start_rate(rate: float, lo: int, hi: int) -> float:
-    """Per-position span-start probability ``p`` whose spans (lengths uniform in ``[lo, hi]``) cover a
-    position with probability ``rate``: ``1 - prod_o (1 - p P(length > o)) = rate``, solved by bisection."""
+@functools.lru_cache(maxsize=64)
+def span_start_rate(rate: float, lo: int, hi: int, length: int) -> float:
+    """Span-start probability per position for which spans that fit in a sequence of ``length``
+    (lengths uniform in ``[lo, hi]``, overlaps merged) cover a fraction ``rate`` of it on average.
+
+    Position ``j`` stays uncovered with probability ``prod_o (1 - p q(j - o, o))``, ``q(s, o)`` being
+    the chance that a span starting at ``s`` is longer than ``o`` and fits; ``p`` solves
+    ``mean_j (1 - prod_o ...) = rate`` by bisection (``1.0`` when ``rate`` is out of reach).
+    """
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"mask rate must be in [0, 1), got {rate!r}")
-    offsets = np.arange(hi)
-    p_longer = np.clip((hi - offsets) / (hi - lo + 1), 0.0, 1.0)  # P(length > o)
+    j = np.arange(length)[:, None]
+    o = np.arange(hi)[None, :]
+    start = j - o
+    n_len = np.minimum(hi, length - start) - np.maximum(lo, o + 1) + 1
+    q = np.where(start >= 0, np.clip(n_len, 0, None) / (hi - lo + 1), 0.0)
     a, b = 0.0, 1.0
-    for _ in range(60):
+    for _ in range(50):
         p = (a + b) / 2
-        if 1.0 - np.prod(1.0 - p * p_longer) < rate:
+        if (1.0 - np.prod(1.0 - p * q, axis=1)).mean() < rate:
             a = p
         else:
             b = p
@@ -273,17 +283,17 @@ def span_start_rate(rate: float, lo: int, hi: int) -> float:
 
 def _span_cover(shape: torch.Size, rate: float, lo: int, hi: int,
                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positions covered by random spans and, per position, the 80/10/10 roll of the span covering it."""
-    n_b, n_l = shape
-    ext = n_l + hi - 1  # start index t is position t - (hi - 1): spans may begin before the sequence
-    starts = torch.rand((n_b, ext), generator=generator) < span_start_rate(rate, lo, hi)
-    length = torch.randint(lo, hi + 1, (n_b, ext), generator=generator)
-    span_roll = torch.rand((n_b, ext), generator=generator)
+    """Positions covered by random spans that fit in the sequence and, per position, the 80/10/10
+    roll of the span covering it (of the latest start where spans overlap)."""
+    n_l = shape[1]
+    starts = torch.rand(shape, generator=generator) < span_start_rate(float(rate), lo, hi, n_l)
+    length = torch.randint(lo, hi + 1, shape, generator=generator)
+    starts &= torch.arange(n_l) + length <= n_l  # spans fit: runs are never cut at the edges
+    span_roll = torch.rand(shape, generator=generator)
     covered = torch.zeros(shape, dtype=torch.bool)
     roll = torch.ones(shape)
-    for o in range(hi - 1, -1, -1):  # later starts (smaller offsets) overwrite earlier ones
-        src = slice(hi - 1 - o, hi - 1 - o + n_l)  # the start o positions before each position
-        hit = starts[:, src] & (length[:, src] > o)
-        covered |= hit
-        roll = torch.where(hit, span_roll[:, src], roll)
+    for o in range(hi - 1, -1, -1):  # offset from the start; later starts (smaller o) overwrite
+        hit = starts[:, : n_l - o] & (length[:, : n_l - o] > o)
+        covered[:, o:] |= hit
+        roll[:, o:] = torch.where(hit, span_roll[:, : n_l - o], roll[:, o:])
     return covered, roll

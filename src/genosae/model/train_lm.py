@@ -79,8 +79,8 @@ class LMTrainConfig:
     def __post_init__(self) -> None:
         span = tuple(self.mask_span)
         if len(span) != 2 or not all(isinstance(v, int | np.integer) for v in span) or not 1 <= span[0] <= span[1]:
-            raise InputError(f"the mask span needs two integers 1 <= LO <= HI (--mask-span LO HI), got {self.mask_span!r}",
-                             record="mask_span")
+            raise InputError("the mask span needs two integers 1 <= LO <= HI (--mask-span LO HI), got "
+                             f"{self.mask_span!r}", record="mask_span")
         if span[1] > self.window:
             raise InputError(f"the mask span's HI ({span[1]}) is longer than the window ({self.window})",
                              record="mask_span")
@@ -233,15 +233,15 @@ def train_lm(cfg: LMTrainConfig) -> Path:
         cfg = replace(cfg, annotation=str(found))
     torch.set_num_threads(cfg.threads)
     torch.set_flush_denormal(True)  # denormal weights/grads slow CPU training ~5x
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out / "checkpoint.pt"
     fa = pyfaidx.Fasta(cfg.fasta)
     chroms = [c for c in fa.keys() if c != cfg.holdout_chrom]
     codes = load_codes(cfg.fasta, chroms)
     lengths = np.array([len(c) for c in codes], dtype=np.float64)
     n_reg = cfg.n_regulatory
     regions = _training_regions(cfg, chroms, lengths) if n_reg else None
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.pt"
     torch.manual_seed(cfg.seed)  # weight init
     model = GenosaeCNNForMaskedLM(GenosaeCNNConfig(**cfg.model))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
@@ -497,19 +497,71 @@ def main_train(args: dict) -> None:
 MOTIF_CAPTURE_CARD = "motif_capture.md"
 
 
+def _pct(x: float) -> str:
+    return f"{x:.0%}" if round(100 * x, 6) == round(100 * x) else f"{x:.1%}"
+
+
+def _card_table(block: dict) -> str:
+    """The model row and the k-mer rows of a block of ``eval_heldout.json``."""
+    rows = "\n".join(
+        f"| k-mer, {c} bases each side | {r['bits_per_base']:.4f} | {100 * r['accuracy']:.2f}% |"
+        for c, r in sorted(block["kmer_baseline"]["per_context"].items(), key=lambda kv: int(kv[0]))
+    )
+    m = block["model"]
+    return f"| **genosae-yeast-cnn** | **{m['bits_per_base']:.4f}** | **{100 * m['accuracy']:.2f}%** |\n{rows}"
+
+
+def _card_recipe(cfg: LMTrainConfig) -> tuple[str, str, str, str]:
+    """What the card says of a training config: first-block kernel, windows, masking and the
+    ``train-lm`` options that differ from the defaults (all empty / as before for the default recipe)."""
+    first = cfg.model.get("first_kernel_size")
+    kernel = f" (first block: {first})" if first is not None else ""
+    if cfg.n_regulatory:
+        windows = (f"{cfg.window}-bp windows: {cfg.n_regulatory} of each batch's {cfg.batch_size} "
+                   f"({_pct(cfg.n_regulatory / cfg.batch_size)}) hold a base drawn\n  uniformly from the "
+                   "regulatory flanks of the training chromosomes' coding genes "
+                   f"({cfg.regulatory_upstream} bp upstream of the\n  start and {cfg.regulatory_downstream} bp "
+                   f"downstream of the end, on the gene's strand; `{cfg.annotation}`) at a\n  uniformly random "
+                   f"offset, the other {cfg.batch_size - cfg.n_regulatory} start at random")
+    else:
+        windows = f"random {cfg.window}-bp windows"
+    if cfg.mask_span == (1, 1):
+        masking = f"BERT masking of {_pct(cfg.mask_rate)} of bases (80/10/10)"
+    else:
+        masking = (f"span masking of {_pct(cfg.mask_rate)} of bases in spans of {cfg.mask_span[0]}–"
+                   f"{cfg.mask_span[1]} bases\n  (uniform lengths, SpanBERT-style; 80/10/10 per span)")
+    default = LMTrainConfig(fasta="", output_dir="")
+    flags = [(cfg.lr != default.lr, f"--lr {cfg.lr:g}"),
+             (cfg.model.get("kernel_size", 9) != 9, f"--kernel-size {cfg.model.get('kernel_size')}"),
+             (first is not None, f"--first-kernel-size {first}"),
+             (cfg.mask_rate != default.mask_rate, f"--mask-rate {cfg.mask_rate:g}"),
+             (cfg.mask_span != (1, 1), f"--mask-span {cfg.mask_span[0]} {cfg.mask_span[1]}"),
+             (cfg.regulatory_fraction > 0, f"--regulatory-fraction {cfg.regulatory_fraction:g}"),
+             (cfg.regulatory_fraction > 0 and cfg.regulatory_upstream != default.regulatory_upstream,
+              f"--regulatory-upstream {cfg.regulatory_upstream}"),
+             (cfg.regulatory_fraction > 0 and cfg.regulatory_downstream != default.regulatory_downstream,
+              f"--regulatory-downstream {cfg.regulatory_downstream}")]
+    return kernel, windows, masking, "".join(f" {flag}" for on, flag in flags if on)
+
+
 def write_model_card(model_dir: str | Path) -> Path:
     """README.md (model card) + loss_curve.png from ``training_log.json`` and ``eval_heldout.json``,
-    with the section "Motif capture by layer" from :data:`MOTIF_CAPTURE_CARD` when the folder has one."""
+    with the section "Motif capture by layer" from :data:`MOTIF_CAPTURE_CARD` when the folder has one.
+
+    The architecture and training sections state the recipe of the training log (first-block kernel,
+    regulatory share of the batches and flanks, mask rate and span) and the held-out section also
+    shows the promoter block of ``eval_heldout.json`` when it has one."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import pandas as pd
 
     model_dir = Path(model_dir)
     log = json.loads((model_dir / "training_log.json").read_text())
     ev = json.loads((model_dir / "eval_heldout.json").read_text())
     tc = log["train_config"]
+    cfg = LMTrainConfig(**{k: v for k, v in tc.items() if k in LMTrainConfig.__dataclass_fields__})
+    kernel, windows, masking, flags = _card_recipe(cfg)
     hist = pd.DataFrame(log["history"])
     fig, ax = plt.subplots(figsize=(6, 3.2))
     ax.plot(hist["step"], hist["bits"].rolling(50, min_periods=1).mean(), label="training (masked bases, 50-step mean)")
@@ -525,10 +577,22 @@ def write_model_card(model_dir: str | Path) -> Path:
     plt.close(fig)
     n_params = sum(p.numel() for p in GenosaeCNNForMaskedLM(GenosaeCNNConfig(**tc["model"])).parameters())
     km = ev["kmer_baseline"]
-    rows = "\n".join(
-        f"| k-mer, {c} bases each side | {r['bits_per_base']:.4f} | {100 * r['accuracy']:.2f}% |"
-        for c, r in sorted(km["per_context"].items(), key=lambda kv: int(kv[0]))
-    )
+    promoter = ""
+    if pr := ev.get("promoters"):
+        pkm = pr["kmer_baseline"]
+        promoter = f"""### Held-out promoters ({pr['holdout']}, {pr['n_positions']:,} positions)
+The union of the {pr['upstream']} bp upstream of the TSS of every coding gene on the held-out chromosome (either
+strand), scored with the same windows and masks as a whole-chromosome pass; the k-mer baselines on exactly
+these positions.
+
+| model | bits / base | accuracy |
+|---|---|---|
+{_card_table(pr)}
+
+Best k-mer baseline: c = {pkm['best_context']}; model − best k-mer: {pr['delta_bits_vs_kmer']:+.4f} bits/base,
+{100 * (pr['model']['accuracy'] - pkm['accuracy']):+.2f} points in accuracy.
+
+"""
     motif_file = model_dir / MOTIF_CAPTURE_CARD
     motif = f"## Motif capture by layer\n{motif_file.read_text().strip()}\n\n" if motif_file.is_file() else ""
     text = f"""---
@@ -555,19 +619,19 @@ print(hidden.shape)  # (1, 14, 192): one vector per base
 ```
 
 ## Architecture
-{tc['model']['num_hidden_layers']} residual blocks of (dilated Conv1d, kernel {tc['model']['kernel_size']} → GELU → LayerNorm) +
+{tc['model']['num_hidden_layers']} residual blocks of (dilated Conv1d, kernel {tc['model']['kernel_size']}{kernel} → GELU → LayerNorm) +
 (feed-forward → LayerNorm), hidden size {tc['model']['hidden_size']}, dilations
 {GenosaeCNNConfig(**tc['model']).dilations} (receptive field {GenosaeCNNConfig(**tc['model']).receptive_field} bp),
 {n_params / 1e6:.2f} M parameters. Vocabulary: `[PAD] [MASK] [UNK] A C G T N` (lowercase = soft-masked is upper-cased).
 `hidden_states[i]` is the output of block *i* (0 = embeddings); genosae's demo reads layer 6.
 
 ## Training
-- Data: all nuclear chromosomes except **{tc['holdout_chrom']}** (held out), random {tc['window']}-bp windows,
-  random reverse complement; BERT masking of {tc['mask_rate']:.0%} of bases (80/10/10).
+- Data: all nuclear chromosomes except **{tc['holdout_chrom']}** (held out), {windows},
+  random reverse complement; {masking}.
 - AdamW (lr {tc['lr']}, betas 0.9/0.98, weight decay {tc['weight_decay']}), {tc['warmup']} warm-up steps then cosine
   decay to 10% over the step or time budget, gradient clipping 1.0, batch {tc['batch_size']} windows, seed {tc['seed']}.
 - Ran {log['steps_done']} steps ({log['tokens_seen'] / 1e6:.1f} M tokens seen, {log['seconds'] / 60:.0f} min) on 2 CPU cores.
-- Reproduce: `genosae train-lm --output-dir models/genosae-yeast-cnn --steps {tc['steps']} --max-minutes {tc['max_minutes']:.0f}`
+- Reproduce: `genosae train-lm --output-dir models/genosae-yeast-cnn --steps {tc['steps']} --max-minutes {tc['max_minutes']:.0f}{flags}`
   (resumes from `checkpoint.pt` if killed), then `genosae evaluate-lm --model models/genosae-yeast-cnn`.
 
 ![loss curve](loss_curve.png)
@@ -579,13 +643,12 @@ strands of the training chromosomes — are scored on exactly the same positions
 
 | model | bits / base | accuracy |
 |---|---|---|
-| **genosae-yeast-cnn** | **{ev['model']['bits_per_base']:.4f}** | **{100 * ev['model']['accuracy']:.2f}%** |
-{rows}
+{_card_table(ev)}
 
 Best k-mer baseline: c = {km['best_context']}; the model is **{-ev['delta_bits_vs_kmer']:.4f} bits/base better**
 (target: ≥ 0.03) and {100 * (ev['model']['accuracy'] - km['accuracy']):+.2f} points in accuracy.
 
-{motif}## Limits
+{promoter}{motif}## Limits
 Trained on one 12-Mb yeast genome for {log['seconds'] / 60:.0f} minutes on 2 CPU cores: a small model for demos, tests and method
 development, not a substitute for Nucleotide Transformer, Caduceus or Evo 2 on other genomes.
 """
