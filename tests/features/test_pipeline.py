@@ -87,6 +87,9 @@ def test_run_features_end_to_end(planted, tmp_path):
     summary = json.loads(paths["summary"].read_text())
     naming = summary["motif_naming"]
     assert naming["null"]["random_directions"]["p_threshold"] < 1e-10 and naming["n_named"] == 0
+    peaks = summary["peak_rss_mb_after"]  # a high-water mark after each timed part, in their order
+    assert list(peaks) == [k for k in summary["timings_s"] if k != "total"]
+    assert list(peaks.values()) == sorted(peaks.values()) and peaks["write"] > 50
     assert naming["n_tried"] == 4 and set(naming["null"]) >= {"random_sites", "random_directions"}
     capture = pd.read_csv(paths["motif_capture"])
     assert len(capture) == 1 and capture.loc[0, "sae_unit"] == "f0" and capture.loc[0, "sae_f1"] == 1.0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -336,10 +337,12 @@ def run_features(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
+    peak_rss: dict[str, float] = {}  # the process's high-water mark after each part: where memory peaks
 
     def tick(name: str, since: float) -> float:
         timings[name] = round(time.perf_counter() - since, 3)
-        log.info("features: %s done in %.1fs", name, timings[name])
+        peak_rss[name] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        log.info("features: %s done in %.1fs (peak RSS so far %.0f MB)", name, timings[name], peak_rss[name])
         return time.perf_counter()
 
     if baseline_tokens is not None:
@@ -490,7 +493,7 @@ def run_features(
                 "motif_naming": _naming_json(naming_summary, catalog),
                 "motif_capture": _capture_json(capture, list(capture_sets), min_f1),
                 "control": control_json,
-                "timings_s": timings}, paths["summary"])
+                "timings_s": timings, "peak_rss_mb_after": peak_rss}, paths["summary"])
     return paths
 
 
