@@ -8,10 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from genosae.errors import InputError
-
-
-def _clearly_captured(summary: pd.DataFrame, col: str, f1: float, margin: float = 0.1) -> pd.Series:
-    return (summary[col] >= f1) & (summary[col] > summary["trivial_f1"] + margin)
+from genosae.features.catalog import clearly_captured
 
 
 def _text(value: object) -> str:
@@ -45,8 +42,8 @@ def _feature_lines(results: Path, summ: pd.DataFrame, cat: pd.DataFrame) -> list
              "| units | candidates | F1 ≥ 0.5 | F1 ≥ 0.8 |", "|---|---|---|---|"]
     for s in sets:
         col = f"best_{s}_f1"
-        lines.append(f"| {_SET_NAMES[s]} | {n_cand.get(s, '?')} | {int(_clearly_captured(summ, col, 0.5).sum())} | "
-                     f"{int(_clearly_captured(summ, col, 0.8).sum())} |")
+        lines.append(f"| {_SET_NAMES[s]} | {n_cand.get(s, '?')} | {int(clearly_captured(summ, col, 0.5).sum())} | "
+                     f"{int(clearly_captured(summ, col, 0.8).sum())} |")
     ahead = int((summ["best_sae_f1"] > summ["best_neuron_f1"]).sum())
     lines += ["", f"SAE ahead of neurons on {ahead} of {len(summ)} concepts"]
     if "best_control_f1" in summ:

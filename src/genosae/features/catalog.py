@@ -23,6 +23,7 @@ __all__ = [
     "MOTIF_LABEL_COLUMNS",
     "baseline_summary",
     "build_catalog",
+    "clearly_captured",
     "feature_labels",
     "feature_statistics",
     "iter_window_feature_blocks",
@@ -351,6 +352,12 @@ def baseline_summary(alignments: dict[str, pd.DataFrame]) -> pd.DataFrame:
         else:
             out = out.join(part, how="outer")
     return out if out is not None else pd.DataFrame()
+
+
+def clearly_captured(summary: pd.DataFrame, col: str, f1: float, margin: float = 0.1) -> pd.Series:
+    """Concepts of a :func:`baseline_summary` whose held-out ``col`` (e.g. ``best_sae_f1``) is at least
+    ``f1`` and clears the trivial F1 (a unit firing everywhere) by more than ``margin``."""
+    return (summary[col] >= f1) & (summary[col] > summary["trivial_f1"] + margin)
 
 
 def _decoder(sae: Any) -> np.ndarray:

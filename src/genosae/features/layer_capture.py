@@ -1,4 +1,4 @@
-"""Motif capture of a model at one layer, from scratch: embed, train an SAE, score FIMO sites.
+"""Motif and concept capture of a model at one layer, from scratch: embed, train an SAE, score.
 
 What ``benchmarks/bench_motif_capture.py`` sweeps over layers and what the shipped-model test checks:
 promoter windows split into calibration (off the held-out chromosomes) and held-out ones
@@ -6,7 +6,9 @@ promoter windows split into calibration (off the held-out chromosomes) and held-
 :mod:`genosae.model.control`) the layer's activation store (:func:`~genosae.model.embed.embed_windows`)
 and a TopK SAE trained on the calibration windows (:func:`~genosae.sae.train.train_sae`); then
 :func:`~genosae.features.motif_capture.motif_capture` of the model's SAE, its neurons, random directions
-and the control's SAE (:func:`layer_motif_capture`).
+and the control's SAE (:func:`layer_motif_capture`). :func:`layer_concept_capture` does the same for the
+annotation and sequence concepts (CDS, codon phase, promoter, repeats, ...) on any windows (the atlas):
+what ``benchmarks/bench_layer_capture.py`` sweeps to choose the layer a run reads.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ import pandas as pd
 
 from genosae.errors import InputError
 from genosae.features.activations import feature_activations, neuron_units, random_units, store_mean
+from genosae.features.alignment import align_source, align_store
+from genosae.features.catalog import baseline_summary
 from genosae.features.motif_capture import motif_capture
 from genosae.genome.genes import promoters
 from genosae.genome.reference import Reference
 from genosae.genome.windows import make_windows
 
-__all__ = ["layer_motif_capture", "promoter_windows"]
+__all__ = ["layer_concept_capture", "layer_motif_capture", "promoter_windows"]
 
 
 def promoter_windows(annotation: pd.DataFrame, reference: Reference, *, holdout_chroms: Sequence[str],
@@ -164,3 +168,77 @@ def layer_motif_capture(
         tables.append(table.assign(sae_seed=s))
     shutil.rmtree(work_dir / "model")
     return pd.concat(tables, ignore_index=True), fvu
+
+
+def layer_concept_capture(
+    models: Mapping[str, str],
+    layer: int,
+    windows: pd.DataFrame,
+    sequences: Sequence[str],
+    concepts: pd.DataFrame,
+    calibration: np.ndarray,
+    work_dir: str | Path,
+    *,
+    sae_cfg: Any,
+    n_random: int = 384,
+    thresholds: Sequence[float] = (0.0, 0.15, 0.5, 0.6, 0.8),
+    min_f1: float = 0.5,
+    batch_size: int = 32,
+    storage_dtype: str = "float16",
+    device: str = "cpu",
+    seed: int = 0,
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Held-out F1 of every annotation concept at ``layer``: the model's SAE vs its neurons, random directions
+    and the control's SAE, under the pipeline's rule (unit and threshold chosen on the calibration windows).
+
+    Parameters
+    ----------
+    models
+        ``{"model": path, "control": path}`` as for :func:`layer_motif_capture`.
+    windows, sequences
+        Windows table and its sequences (e.g. the atlas windows and ``window_sequences``).
+    concepts
+        The prepared concepts table (``concepts.tsv.gz``); ``motif:`` concepts are left out (motif capture
+        scores them by site, :func:`layer_motif_capture`).
+    calibration
+        Bool per window: SAE training, unit and threshold choice; the others are scored.
+    work_dir
+        Scratch folder for the stores and SAEs (removed again).
+    sae_cfg
+        :class:`~genosae.sae.train.SAETrainConfig` of both SAEs (seed ``sae_cfg.seed``).
+    n_random, thresholds, min_f1, seed
+        Random directions (centred) and their seed; the alignment's threshold fractions and F1 cut.
+
+    Returns
+    -------
+    summary, fvu
+        :func:`~genosae.features.catalog.baseline_summary` over the sets ``sae``, ``neuron``, ``random`` and
+        ``control`` (indexed by concept), and the final training FVU of the ``model`` and ``control`` SAEs.
+    """
+    missing = {"model", "control"} - set(models)
+    if missing:
+        raise InputError(f"models needs the keys 'model' and 'control' (missing {sorted(missing)})", record="models")
+    names = sorted(c for c in concepts["concept"].astype(str).unique() if not c.startswith("motif:"))
+    if not names:
+        raise InputError("the concepts table holds no annotation concepts (only motif: ones)", record="concepts")
+    concepts = concepts[concepts["concept"].astype(str).isin(names)]
+    cal = np.asarray(calibration, dtype=bool)
+    work_dir = Path(work_dir)
+    kw = {"batch_size": batch_size, "storage_dtype": storage_dtype, "device": device}
+    params = {"concept_names": names, "calibration_windows": cal, "thresholds": tuple(thresholds), "min_f1": min_f1}
+    alignments: dict[str, pd.DataFrame] = {}
+    fvu: dict[str, float] = {}
+    for name, set_name in (("control", "control"), ("model", "sae")):  # the model's store stays for the baselines
+        store, saes, fvu_seed = _store_and_saes(models[name], layer, windows, sequences, cal, work_dir / name,
+                                                sae_cfg, [sae_cfg.seed], **kw)
+        acts = feature_activations(saes[sae_cfg.seed], store, device=device)
+        alignments[set_name] = align_source(acts, concepts, **params)
+        fvu[name] = fvu_seed[sae_cfg.seed]
+        if name == "control":
+            shutil.rmtree(work_dir / name)
+    mean = store_mean(store)
+    units = {"neuron": neuron_units(store.d_model, mean), "random": random_units(store.d_model, n_random, seed, mean)}
+    base = align_store(store, units, concepts, **params)
+    shutil.rmtree(work_dir / "model")
+    summary = baseline_summary({"sae": alignments["sae"], **base, "control": alignments["control"]})
+    return summary, fvu
