@@ -462,6 +462,10 @@ def strand_alignment(
     return out
 
 
+#: Elements per HDF5 chunk of the appended sparse arrays of ``feature_acts.h5ad``.
+H5AD_CHUNK = 65_536
+
+
 def iter_window_feature_blocks(source: FeatureSource, n_windows: int, *, batch_size: int = 65_536
                                ) -> Iterator[tuple[int, sp.csr_matrix, sp.csr_matrix]]:
     """Max and mean activation of each feature per window, as consecutive row blocks (streamed).
@@ -549,9 +553,10 @@ def write_feature_anndata(
     with atomic_path(path) as tmp:
         skeleton.write_h5ad(tmp)
         with h5py.File(tmp, "a") as f:
-            write_elem(f, "X", empty)
-            write_elem(f["layers"], "max", empty)
-            write_elem(f["layers"], "mean", empty)
+            chunks = {"chunks": (H5AD_CHUNK,)}  # h5py's guess for an empty dataset (1 to 1,024) bloats the index
+            write_elem(f, "X", empty, dataset_kwargs=chunks)
+            write_elem(f["layers"], "max", empty, dataset_kwargs=chunks)
+            write_elem(f["layers"], "mean", empty, dataset_kwargs=chunks)
             x, layer_max, layer_mean = sparse_dataset(f["X"]), sparse_dataset(f["layers/max"]), \
                 sparse_dataset(f["layers/mean"])
             for _, mx, mean in iter_window_feature_blocks(acts, len(windows), batch_size=batch_size):
