@@ -22,7 +22,7 @@ from genosae.features.motif_capture import motif_sites
 from genosae.genome.motifs import load_jaspar, motif_concepts, scan_motifs
 from genosae.genome.windows import window_sequences
 from genosae.model.control import random_init_model
-from genosae.model.train_lm import MOTIF_CAPTURE_CARD, write_model_card
+from genosae.model.train_lm import MOTIF_CAPTURE_CARD, VARIANTS_CARD, write_model_card
 from genosae.sae.train import SAETrainConfig
 
 MODEL = Path(__file__).resolve().parents[2] / "models" / "genosae-yeast-cnn"
@@ -84,5 +84,11 @@ def test_model_card_keeps_the_motif_capture_section(tmp_path):
     card = write_model_card(tmp_path).read_text()
     assert "## Motif capture by layer\n| layer | motifs |" in card
     assert card.index("## Motif capture by layer") < card.index("## Limits")
+    assert "Variants tried" not in card
+    (tmp_path / VARIANTS_CARD).write_text("| variant | tokens |\n|---|---|\n| reg 0.6 | 8 M |\n")
+    card = write_model_card(tmp_path).read_text()
+    assert card.index("## Motif capture by layer") < card.index("## Variants tried\n| variant |") < card.index("## Limits")
     (tmp_path / MOTIF_CAPTURE_CARD).unlink()
-    assert "Motif capture" not in write_model_card(tmp_path).read_text()
+    (tmp_path / VARIANTS_CARD).unlink()
+    card = write_model_card(tmp_path).read_text()
+    assert "Motif capture" not in card and "Variants tried" not in card

@@ -495,6 +495,9 @@ def main_train(args: dict) -> None:
 #: Optional file of a model folder whose markdown :func:`write_model_card` puts in the card as the section
 #: "Motif capture by layer" (written by ``benchmarks/bench_motif_capture.py --card``).
 MOTIF_CAPTURE_CARD = "motif_capture.md"
+#: Optional file of a model folder whose markdown :func:`write_model_card` puts in the card as the section
+#: "Variants tried": the training recipes compared before this one was chosen, with their measurements.
+VARIANTS_CARD = "variants.md"
 
 
 def _pct(x: float) -> str:
@@ -546,7 +549,8 @@ def _card_recipe(cfg: LMTrainConfig) -> tuple[str, str, str, str]:
 
 def write_model_card(model_dir: str | Path) -> Path:
     """README.md (model card) + loss_curve.png from ``training_log.json`` and ``eval_heldout.json``,
-    with the section "Motif capture by layer" from :data:`MOTIF_CAPTURE_CARD` when the folder has one.
+    with the sections "Motif capture by layer" from :data:`MOTIF_CAPTURE_CARD` and "Variants tried" from
+    :data:`VARIANTS_CARD` when the folder has them.
 
     The architecture and training sections state the recipe of the training log (first-block kernel,
     regulatory share of the batches and flanks, mask rate and span) and the held-out section also
@@ -595,6 +599,9 @@ Best k-mer baseline: c = {pkm['best_context']}; model − best k-mer: {pr['delta
 """
     motif_file = model_dir / MOTIF_CAPTURE_CARD
     motif = f"## Motif capture by layer\n{motif_file.read_text().strip()}\n\n" if motif_file.is_file() else ""
+    variants_file = model_dir / VARIANTS_CARD
+    if variants_file.is_file():
+        motif += f"## Variants tried\n{variants_file.read_text().strip()}\n\n"
     text = f"""---
 library_name: transformers
 tags: [dna, genomics, masked-lm, yeast, genosae]
