@@ -492,12 +492,14 @@ def main_train(args: dict) -> None:
     print(json.dumps(res, indent=2))
 
 
-#: Optional file of a model folder whose markdown :func:`write_model_card` puts in the card as the section
-#: "Motif capture by layer" (written by ``benchmarks/bench_motif_capture.py --card``).
+#: Optional markdown files of a model folder that :func:`write_model_card` puts in the card, each as a section
+#: after the held-out evaluation, in this order: notes on how the run went (written by hand), motif capture by
+#: layer (``benchmarks/bench_motif_capture.py --card``) and the variants tried before this recipe was chosen.
+RUN_NOTES_CARD = "run_notes.md"
 MOTIF_CAPTURE_CARD = "motif_capture.md"
-#: Optional file of a model folder whose markdown :func:`write_model_card` puts in the card as the section
-#: "Variants tried": the training recipes compared before this one was chosen, with their measurements.
 VARIANTS_CARD = "variants.md"
+CARD_SECTIONS = ((RUN_NOTES_CARD, "How this run actually went"), (MOTIF_CAPTURE_CARD, "Motif capture by layer"),
+                 (VARIANTS_CARD, "Variants tried"))
 
 
 def _pct(x: float) -> str:
@@ -549,8 +551,7 @@ def _card_recipe(cfg: LMTrainConfig) -> tuple[str, str, str, str]:
 
 def write_model_card(model_dir: str | Path) -> Path:
     """README.md (model card) + loss_curve.png from ``training_log.json`` and ``eval_heldout.json``,
-    with the sections "Motif capture by layer" from :data:`MOTIF_CAPTURE_CARD` and "Variants tried" from
-    :data:`VARIANTS_CARD` when the folder has them.
+    with the sections of :data:`CARD_SECTIONS` whose files the folder has.
 
     The architecture and training sections state the recipe of the training log (first-block kernel,
     regulatory share of the batches and flanks, mask rate and span) and the held-out section also
@@ -597,11 +598,8 @@ Best k-mer baseline: c = {pkm['best_context']}; model − best k-mer: {pr['delta
 {100 * (pr['model']['accuracy'] - pkm['accuracy']):+.2f} points in accuracy.
 
 """
-    motif_file = model_dir / MOTIF_CAPTURE_CARD
-    motif = f"## Motif capture by layer\n{motif_file.read_text().strip()}\n\n" if motif_file.is_file() else ""
-    variants_file = model_dir / VARIANTS_CARD
-    if variants_file.is_file():
-        motif += f"## Variants tried\n{variants_file.read_text().strip()}\n\n"
+    sections = "".join(f"## {title}\n{(model_dir / name).read_text().strip()}\n\n" for name, title in CARD_SECTIONS
+                    if (model_dir / name).is_file())
     text = f"""---
 library_name: transformers
 tags: [dna, genomics, masked-lm, yeast, genosae]
@@ -655,7 +653,7 @@ strands of the training chromosomes — are scored on exactly the same positions
 Best k-mer baseline: c = {km['best_context']}; the model is **{-ev['delta_bits_vs_kmer']:.4f} bits/base better**
 (target: ≥ 0.03) and {100 * (ev['model']['accuracy'] - km['accuracy']):+.2f} points in accuracy.
 
-{promoter}{motif}## Limits
+{promoter}{sections}## Limits
 Trained on one 12-Mb yeast genome for {log['seconds'] / 60:.0f} minutes on 2 CPU cores: a small model for demos, tests and method
 development, not a substitute for Nucleotide Transformer, Caduceus or Evo 2 on other genomes.
 """
