@@ -22,7 +22,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from genosae.genome.genes import coding_genes, promoter_intervals, stranded_interval
-from genosae.genome.reference import Reference, reverse_complement, runs
+from genosae.genome.reference import Reference, coverage_mask, reverse_complement, runs
 
 CONCEPT_COLUMNS = ["chrom", "start", "end", "strand", "concept", "name"]
 #: Annotation feature types copied as concepts (feature -> concept name).
@@ -68,12 +68,6 @@ def match_pattern(seq: np.ndarray, pattern: str) -> np.ndarray:
         ok &= np.isin(seq[i:n - k + 1 + i], allowed)
     return np.flatnonzero(ok)
 
-
-def _coverage(starts: np.ndarray, ends: np.ndarray, n: int) -> np.ndarray:
-    diff = np.zeros(n + 1, dtype=np.int32)
-    np.add.at(diff, np.clip(starts, 0, n), 1)
-    np.add.at(diff, np.clip(ends, 0, n), -1)
-    return np.cumsum(diff[:-1]) > 0
 
 
 def _frame(chrom, start, end, strand, concept, name) -> pd.DataFrame:
@@ -152,7 +146,7 @@ def _sites_in(regions: pd.DataFrame, chrom: str, seq: np.ndarray, patterns: Sequ
         r = regions[(regions["chrom"] == chrom) & (regions["strand"] == strand)]
         if r.empty:
             continue
-        cov = np.r_[0, np.cumsum(_coverage(r["start"].to_numpy(), r["end"].to_numpy(), n))]
+        cov = np.r_[0, np.cumsum(coverage_mask(r["start"].to_numpy(), r["end"].to_numpy(), n))]
         for pat in patterns:
             p = pat if strand == "+" else reverse_complement(pat)
             st = match_pattern(seq, p)
@@ -187,7 +181,7 @@ def _windowed(seq: np.ndarray, chrom: str, window: int, gc_threshold: float) -> 
     cpg = full & (gc >= 0.5 * window) & (n_cg >= 0.6 * np.maximum(expected, 1e-9)) & (n_cg > 0)
     for concept, qual in (("GC_rich", rich), ("CpG_like", cpg)):
         st = np.flatnonzero(qual)
-        cov = _coverage(st, st + window, n)
+        cov = coverage_mask(st, st + window, n)
         s, e = runs(cov)
         frames.append(_frame(chrom, s, e, ".", concept, concept))
     return frames

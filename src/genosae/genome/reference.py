@@ -319,6 +319,14 @@ def runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return edges[0::2], edges[1::2]
 
 
+def coverage_mask(starts: np.ndarray, ends: np.ndarray, n: int) -> np.ndarray:
+    """Bool ``[n]``: positions covered by at least one interval ``[start, end)`` (clipped to ``0..n``)."""
+    diff = np.zeros(n + 1, dtype=np.int32)
+    np.add.at(diff, np.clip(starts, 0, n), 1)
+    np.add.at(diff, np.clip(ends, 0, n), -1)
+    return np.cumsum(diff[:-1]) > 0
+
+
 #: Where the bundled yeast genome is converted when no config names a ``reference.cache_dir``.
 DEFAULT_YEAST_CACHE = "resources/yeast"
 #: File names searched in a reference folder, in this order (``genosae prepare-reference`` names first).

@@ -27,9 +27,8 @@ from tqdm.auto import tqdm
 
 from genosae._io import atomic_path, write_json
 from genosae.errors import InputError
-from genosae.genome.concepts import _coverage
 from genosae.genome.genes import coding_genes, promoter_intervals, promoters, stranded_interval
-from genosae.genome.reference import runs
+from genosae.genome.reference import coverage_mask, runs
 from genosae.model.lm import (
     MASK_ID,
     GenosaeCNNConfig,
@@ -181,7 +180,7 @@ def regulatory_regions(annotation: pd.DataFrame, chrom_sizes: Mapping[str, int],
     idx, starts, ends = [], [], []
     for i, (name, size) in enumerate(chrom_sizes.items()):
         on = chrom == name
-        s, e = runs(_coverage(lo[on], hi[on], int(size)))
+        s, e = runs(coverage_mask(lo[on], hi[on], int(size)))
         idx.append(np.full(len(s), i, dtype=np.int64))
         starts.append(s)
         ends.append(e)
@@ -472,7 +471,7 @@ def heldout_promoter_mask(annotation: pd.DataFrame, chrom_sizes: Mapping[str, in
     :func:`~genosae.genome.genes.promoters`) of its coding genes, either strand; and the number of genes."""
     prom = promoters(annotation, upstream=upstream, downstream=0, chrom_sizes=chrom_sizes)
     prom = prom[prom["chrom"] == chrom]
-    return _coverage(prom["start"].to_numpy(), prom["end"].to_numpy(), int(chrom_sizes[chrom])), len(prom)
+    return coverage_mask(prom["start"].to_numpy(), prom["end"].to_numpy(), int(chrom_sizes[chrom])), len(prom)
 
 
 def _score_block(scores: MaskedScores, tables: dict[int, np.ndarray], codes: np.ndarray) -> dict:
